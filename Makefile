@@ -1,0 +1,44 @@
+# The README's commands. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install run test lint typecheck unit integration clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build of 2.13.0 (a bare `torch` would pull a CUDA build).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip check
+	touch $(STAMP)
+
+install: $(STAMP)  ## create the virtualenv and install the project
+
+run: $(STAMP)  ## the main job: `ecc demo` on an embedded broker with generated data
+	$(BIN)/ecc demo $(ARGS)
+
+lint: $(STAMP)  ## ruff (lint + format check)
+	$(BIN)/ruff check streams learners models scenarios tests
+	$(BIN)/ruff format --check streams learners models scenarios tests
+
+typecheck: $(STAMP)  ## mypy on the packages
+	$(BIN)/mypy
+
+unit: $(STAMP)  ## unit tests only (no broker)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)  ## integration tests only (real Tansu broker)
+	$(BIN)/pytest -q tests/integration
+
+test: lint typecheck  ## lint, types, then every test (unit and integration)
+	$(BIN)/pytest -q -ra tests
+
+clean:  ## remove the virtualenv, state and caches
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,292 @@
+"""A replayable traffic scenario with one drift in it, for the demo, the tests and benchmarks.
+
+A scenario says what every party knows: an edge node starts from a few labelled examples
+per initial intent, the cloud teacher from a much larger corpus (it never saw a stream text),
+the stream is chat traffic of several nodes with a drift at ``onset``, and the eval set is
+the post-drift distribution the adapted models are scored on. Everything derives from the
+config's seed, so the same config always replays the same traffic.
+
+>>> s = build_scenario(ScenarioConfig(turns=200, seed_per_intent=2, eval_per_intent=2))
+>>> s.name, s.emerging_intents, s.onset_index
+('generated-emerging', ['price_match', 'gift_card_balance'], 70)
+>>> any(t.label in s.emerging_intents for t in s.stream[: s.onset_index])
+False
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from scenarios.datasets import Example, LabelledData
+from scenarios.generator import BASE_INTENTS, EMERGING_INTENTS, sample
+from scenarios.phrasing import shift_phrasing
+from scenarios.splits import split_count
+from scenarios.traffic import IntentMix
+
+Kind = Literal["emerging", "phrasing", "gradual", "stationary"]
+
+# Built-in generator: non-seed examples per intent, split into stream pool and teacher corpus.
+GENERATED_POOL_PER_INTENT = 300
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """What to replay. ``emerging`` and ``emerging_share`` apply to kind "emerging" only,
+    ``shifted_intent`` to "phrasing" and "gradual" only; other kinds ignore them."""
+
+    kind: Kind = "emerging"
+    nodes: tuple[str, ...] = ("store-eu", "store-us")
+    turns: int = 3000
+    onset: float = 0.35
+    seed_per_intent: int = 10
+    eval_per_intent: int = 30
+    emerging: int = 2
+    emerging_share: float = 0.3
+    shifted_intent: str | None = None
+    stream_pool_fraction: float = 0.5
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class TrafficTurn:
+    """One chat message of the stream; ``drifted`` marks turns the drift affects (an
+    emerging-intent turn, or a shifted utterance whose text the shift changed)."""
+
+    index: int
+    turn_id: str
+    node_id: str
+    text: str
+    label: str
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A built scenario: the data each party starts from, the stream, and the eval set."""
+
+    config: ScenarioConfig
+    name: str
+    initial_intents: list[str]
+    emerging_intents: list[str]
+    shifted_intent: str | None
+    onset_index: int
+    seed_examples: list[Example]
+    teacher_corpus: list[Example]
+    eval_examples: list[Example]
+    stream: list[TrafficTurn]
+
+    def summary(self) -> dict[str, object]:
+        """Counts for logs and reports."""
+        post = self.stream[self.onset_index :]
+        return {
+            "name": self.name,
+            "kind": self.config.kind,
+            "turns": len(self.stream),
+            "onset_index": self.onset_index,
+            "turns_per_node": dict(sorted(Counter(t.node_id for t in self.stream).items())),
+            "drifted_turns": sum(t.drifted for t in self.stream),
+            "drifted_share_after_onset": round(sum(t.drifted for t in post) / len(post), 4)
+            if post
+            else 0.0,
+            "initial_intents": len(self.initial_intents),
+            "emerging_intents": list(self.emerging_intents),
+            "shifted_intent": self.shifted_intent,
+            "seed_examples": len(self.seed_examples),
+            "teacher_corpus": len(self.teacher_corpus),
+            "eval_examples": len(self.eval_examples),
+        }
+
+
+def build_scenario(config: ScenarioConfig, data: LabelledData | None = None) -> Scenario:
+    """Build the scenario for ``config`` from ``data``, or from the built-in generator."""
+    _validate(config)
+    emerging = _emerging_intents(config, data)
+    if data is None:
+        data = _generated_data(config, [*BASE_INTENTS, *emerging])
+        initial = list(BASE_INTENTS)
+    else:
+        initial = [label for label in data.labels if label not in emerging]
+    shifted = _shifted_intent(config, initial)
+    seeds, pools, teacher = _partition(data, initial, config)
+    missing = [label for label in (*initial, *emerging) if label not in pools]
+    if missing:
+        raise ValueError(f"{data.name}: no train examples for intents {missing}")
+    return Scenario(
+        config=config,
+        name=f"{data.name}-{config.kind}",
+        initial_intents=initial,
+        emerging_intents=emerging,
+        shifted_intent=shifted,
+        onset_index=_onset_index(config),
+        seed_examples=seeds,
+        teacher_corpus=teacher,
+        eval_examples=_eval_examples(data, [*initial, *emerging], shifted, config),
+        stream=_stream(config, initial, emerging, shifted, pools),
+    )
+
+
+def _validate(c: ScenarioConfig) -> None:
+    problems = []
+    if c.kind not in get_args(Kind):
+        problems.append(f"kind must be one of {get_args(Kind)}, got {c.kind!r}")
+    if not c.nodes or len(set(c.nodes)) != len(c.nodes):
+        problems.append(f"nodes must be non-empty and unique, got {c.nodes}")
+    if c.turns < 1:
+        problems.append(f"turns must be >= 1, got {c.turns}")
+    if not 0.0 <= c.onset <= 1.0:
+        problems.append(f"onset must be in [0, 1], got {c.onset}")
+    if c.seed_per_intent < 0 or c.eval_per_intent < 0:
+        problems.append("seed_per_intent and eval_per_intent must be >= 0")
+    if c.kind == "emerging" and c.emerging < 1:
+        problems.append(f"an emerging scenario needs emerging >= 1, got {c.emerging}")
+    if not 0.0 <= c.emerging_share <= 1.0:
+        problems.append(f"emerging_share must be in [0, 1], got {c.emerging_share}")
+    if not 0.0 < c.stream_pool_fraction < 1.0:
+        problems.append(f"stream_pool_fraction must be in (0, 1), got {c.stream_pool_fraction}")
+    if problems:
+        raise ValueError("invalid ScenarioConfig: " + "; ".join(problems))
+
+
+def _emerging_intents(config: ScenarioConfig, data: LabelledData | None) -> list[str]:
+    if config.kind != "emerging":
+        return []
+    if data is None:
+        if config.emerging > len(EMERGING_INTENTS):
+            raise ValueError(
+                f"emerging={config.emerging}: the built-in generator has "
+                f"{len(EMERGING_INTENTS)} emerging intents"
+            )
+        return list(EMERGING_INTENTS[: config.emerging])
+    labels = data.labels
+    if config.emerging >= len(labels):
+        raise ValueError(
+            f"emerging={config.emerging}: {data.name} has only {len(labels)} labels "
+            "and at least one must stay initial"
+        )
+    return sorted(random.Random(f"{config.seed}:emerging").sample(labels, config.emerging))
+
+
+def _shifted_intent(config: ScenarioConfig, initial: list[str]) -> str | None:
+    if config.kind not in ("phrasing", "gradual"):
+        return None
+    if config.shifted_intent is None:
+        return random.Random(f"{config.seed}:shifted").choice(initial)
+    if config.shifted_intent not in initial:
+        raise ValueError(f"shifted_intent {config.shifted_intent!r} is not an initial intent")
+    return config.shifted_intent
+
+
+def _onset_index(config: ScenarioConfig) -> int:
+    return int(config.onset * config.turns)
+
+
+def _generated_data(config: ScenarioConfig, intents: list[str]) -> LabelledData:
+    """One unique sample cut per intent into eval (test) and the rest (train): disjoint."""
+    per_train = config.seed_per_intent + GENERATED_POOL_PER_INTENT
+    examples = sample(intents, config.eval_per_intent + per_train, seed=config.seed)
+    train: list[Example] = []
+    test: list[Example] = []
+    count: Counter[str] = Counter()
+    for e in examples:
+        count[e.label] += 1
+        (test if count[e.label] <= config.eval_per_intent else train).append(e)
+    return LabelledData("generated", train, test)
+
+
+def _partition(
+    data: LabelledData, initial: list[str], config: ScenarioConfig
+) -> tuple[list[Example], dict[str, list[str]], list[Example]]:
+    """Seed examples first, then per label a stream pool and the teacher's share: disjoint."""
+    train = _unique_texts(data.train)
+    random.Random(f"{config.seed}:shuffle").shuffle(train)
+    by_label: dict[str, list[Example]] = {}
+    for e in train:
+        by_label.setdefault(e.label, []).append(e)
+    seeds: list[Example] = []
+    for label in initial:
+        seeds.extend(by_label.get(label, [])[: config.seed_per_intent])
+    seed_texts = {e.text for e in seeds}
+    pools: dict[str, list[str]] = {}
+    teacher_texts: set[str] = set()
+    for label, examples in by_label.items():
+        rest = [e for e in examples if e.text not in seed_texts]
+        n = split_count(len(rest), config.stream_pool_fraction)
+        if n == 0:
+            raise ValueError(
+                f"{data.name}: intent {label!r} has no train examples left for the stream "
+                f"after {config.seed_per_intent} seed examples"
+            )
+        pools[label] = [e.text for e in rest[:n]]
+        teacher_texts.update(e.text for e in rest[n:])
+    teacher = [e for e in train if e.text in teacher_texts]
+    return seeds, pools, teacher
+
+
+def _unique_texts(examples: list[Example]) -> list[Example]:
+    """Drop repeated texts (the first one wins), so no text lands on two sides of a split."""
+    seen: set[str] = set()
+    out = []
+    for e in examples:
+        if e.text not in seen:
+            seen.add(e.text)
+            out.append(e)
+    return out
+
+
+def _eval_examples(
+    data: LabelledData, intents: list[str], shifted: str | None, config: ScenarioConfig
+) -> list[Example]:
+    """Test examples never seen in train, ``eval_per_intent`` each, drifted as after onset."""
+    train_texts = {e.text for e in data.train}
+    rng = random.Random(f"{config.seed}:eval")
+    out: list[Example] = []
+    for label in intents:
+        candidates = list(
+            dict.fromkeys(
+                e.text for e in data.test if e.label == label and e.text not in train_texts
+            )
+        )
+        rng.shuffle(candidates)
+        for text in candidates[: config.eval_per_intent]:
+            out.append(Example(shift_phrasing(text, rng) if label == shifted else text, label))
+    rng.shuffle(out)
+    return out
+
+
+def _stream(
+    config: ScenarioConfig,
+    initial: list[str],
+    emerging: list[str],
+    shifted: str | None,
+    pools: dict[str, list[str]],
+) -> list[TrafficTurn]:
+    rng = random.Random(f"{config.seed}:stream")
+    initial_mix = {
+        n: IntentMix.draw(initial, random.Random(f"{config.seed}:{n}:mix")) for n in config.nodes
+    }
+    emerging_mix = {
+        n: IntentMix.draw(emerging, random.Random(f"{config.seed}:{n}:emerging-mix"))
+        for n in config.nodes
+        if emerging
+    }
+    onset = _onset_index(config)
+    ramp = max(1, config.turns - onset - 1)
+    turns: list[TrafficTurn] = []
+    for i in range(config.turns):
+        node = config.nodes[rng.randrange(len(config.nodes))]
+        after = i >= onset
+        if emerging and after and rng.random() < config.emerging_share:
+            label = emerging_mix[node].pick(rng)
+        else:
+            label = initial_mix[node].pick(rng)
+        text = rng.choice(pools[label])
+        drifted = label in emerging
+        if after and label == shifted:
+            strength = 1.0 if config.kind == "phrasing" else min(1.0, (i - onset) / ramp)
+            new_text = shift_phrasing(text, rng, strength)
+            drifted, text = new_text != text, new_text
+        turns.append(TrafficTurn(i, f"{node}-{i:07d}", node, text, label, drifted))
+    return turns

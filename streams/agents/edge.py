@@ -1,0 +1,99 @@
+"""Edge node agents: serve chat.inbound -> chat.turns; learn training.batches -> adapters.events.
+
+Inference and training run in their own threads (one each), so the event loop keeps
+consuming while a batch of turns is predicted or a LoRA update runs; the swap to a new
+version happens inside :class:`learners.edge_node.EdgeNode` between two requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
+from streams import metrics, topics
+from streams.app import Context
+from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, IntentScore, TrainingBatch
+from streams.schemas import encode_embedding
+
+
+def register(ctx: Context) -> None:
+    @ctx.app.agent(ctx.topic(topics.CHAT_INBOUND), name="edge-serve")
+    async def edge_serve(stream: Any) -> None:
+        async for events in stream.take_events(ctx.settings.infer_batch, within=0.05):
+            by_node: dict[str, list[tuple[Any, ChatInbound]]] = defaultdict(list)
+            for event in events:
+                record = await ctx.decode(event, ChatInbound)
+                if record is not None:
+                    by_node[record.node_id].append((event, record))
+            for node_id, items in by_node.items():
+                try:
+                    node = await ctx.edge(node_id)
+                except NodeNotBootstrappedError as exc:
+                    for event, _ in items:
+                        await ctx.dead_letter(event, str(exc))
+                    continue
+                await serve(ctx, node, [r for _, r in items])
+
+    @ctx.app.agent(ctx.topic(topics.TRAINING_BATCHES), name="edge-learn")
+    async def edge_learn(stream: Any) -> None:
+        async for event in stream.events():
+            batch = await ctx.decode(event, TrainingBatch)
+            if batch is None:
+                continue
+            try:
+                node = await ctx.edge(batch.node_id)
+            except NodeNotBootstrappedError as exc:
+                await ctx.dead_letter(event, str(exc))
+                continue
+            await learn(ctx, node, batch)
+
+
+async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:
+    started = time.perf_counter()
+    preds, version = await ctx.run(ctx.infer_pool, node.predict, [r.text for r in records])
+    metrics.INFER_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+    now = time.time()
+    for record, pred in zip(records, preds, strict=True):
+        redaction = ctx.redactor.redact(record.text)
+        turn = ChatTurn(
+            turn_id=record.turn_id,
+            node_id=record.node_id,
+            text=redaction.text,
+            intent=pred.intent,
+            confidence=min(max(pred.confidence, 0.0), 1.0),
+            top_k=[IntentScore(intent=i, score=min(max(s, 0.0), 1.0)) for i, s in pred.top_k],
+            embedding=encode_embedding(pred.embedding),
+            adapter_version=version,
+            ts=record.ts,
+            served_at=now,
+            redacted=redaction.found,
+        )
+        await ctx.send(topics.CHAT_TURNS, turn, key=record.node_id)
+        metrics.TURNS.labels(node.node_id, pred.intent).inc()
+        metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
+
+
+async def learn(ctx: Context, node: EdgeNode, batch: TrainingBatch) -> None:
+    started = time.perf_counter()
+    examples = [LabelledText(e.example_id, e.text, e.label) for e in batch.examples]
+    outcome = await ctx.run(ctx.train_pool, node.apply_batch, batch.batch_id, examples)
+    metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+    metrics.ADAPTER_UPDATES.labels(node.node_id, outcome.status).inc()
+    metrics.ADAPTER_VERSION.labels(node.node_id).set(outcome.version)
+    if "holdout_accuracy" in outcome.metrics and outcome.status == "published":
+        metrics.HOLDOUT_ACCURACY.labels(node.node_id).set(outcome.metrics["holdout_accuracy"])
+    event = AdapterEvent(
+        node_id=node.node_id,
+        status=outcome.status,
+        version=outcome.version,
+        candidate=outcome.candidate,
+        parent=outcome.parent,
+        batch_id=batch.batch_id,
+        metrics={k: v for k, v in outcome.metrics.items() if v == v},
+        labels_added=outcome.labels_added,
+        reason=outcome.reason,
+        ts=time.time(),
+    )
+    await ctx.send(topics.ADAPTERS_EVENTS, event, key=node.node_id)

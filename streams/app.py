@@ -1,0 +1,199 @@
+"""The Faust application: topics, shared runtime context, and the agents registered on it.
+
+Agents are thin: they decode records (malformed ones go to ``<topic>.dlq`` with the reason),
+call the pure logic of ``learners/`` and ``models/``, and produce the results. Every
+per-node topic is co-partitioned by ``node_id``, so the per-node state an agent keeps in
+memory belongs to the partitions this worker owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import faust
+from faust.types import EventT
+
+from learners.edge_node import EdgeNode, EdgeOptions
+from learners.gate import EvalGate
+from learners.trainer import TrainOptions
+from models.end_model import LoraOptions
+from models.redaction import Redactor
+from models.registry import AdapterRegistry
+from streams import metrics, topics
+from streams.schemas import Record, SchemaError, dead_letter, decode
+from streams.settings import Settings
+
+log = logging.getLogger("ecc")
+R = TypeVar("R", bound=Record)
+T = TypeVar("T")
+
+ROLES = ("edge", "drift", "feedback", "teacher")
+
+
+def edge_options(s: Settings) -> EdgeOptions:
+    return EdgeOptions(
+        encoder_path=s.encoder or None,
+        lora=LoraOptions(r=s.lora_r, alpha=s.lora_alpha, targets=tuple(s.lora_targets.split(","))),
+        max_length=s.max_length,
+        train=TrainOptions(
+            learning_rate=s.learning_rate,
+            steps=s.steps_per_batch,
+            replay_sample=s.replay_sample,
+            seed=s.seed,
+        ),
+        replay_per_class=s.replay_per_class,
+        holdout_every=s.holdout_every,
+        gate=EvalGate(tolerance=s.gate_tolerance),
+    )
+
+
+@dataclass
+class Context:
+    """What the agents of one worker share: settings, topics, pools and per-node objects."""
+
+    settings: Settings
+    app: faust.App
+    names: topics.TopicNames
+    redactor: Redactor = field(default_factory=Redactor)
+    infer_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="infer")
+    )
+    train_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="train")
+    )
+    _topics: dict[str, Any] = field(default_factory=dict)
+    _edges: dict[str, EdgeNode] = field(default_factory=dict)
+    _edge_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    registry: AdapterRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = AdapterRegistry(
+            self.settings.state_dir / "adapters", keep_last=self.settings.keep_versions
+        )
+
+    def topic(self, *names: str) -> Any:
+        """A raw-bytes Faust topic over one or more of the service's topics."""
+        full = tuple(self.names(n) for n in names)
+        if full not in self._topics:
+            self._topics[full] = self.app.topic(
+                *full,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=self.settings.topic_partitions,
+            )
+        return self._topics[full]
+
+    async def send(self, topic: str, record: Record, key: str) -> None:
+        await self.topic(topic).send(key=key.encode(), value=record.dumps())
+
+    async def decode(self, event: EventT, cls: type[R], owner: bool = True) -> R | None:
+        """The event's record, or None after sending it to its DLQ with the reason.
+
+        Several agents read chat.turns (and other topics); only the topic's ``owner`` agent
+        dead-letters a bad record, so each one lands in the DLQ once.
+        """
+        try:
+            return decode(cls, event.value)
+        except SchemaError as exc:
+            if owner:
+                await self.dead_letter(event, str(exc))
+            return None
+
+    async def dead_letter(self, event: EventT, reason: str) -> None:
+        msg = event.message
+        source = msg.topic
+        letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, reason)
+        await self.app.topic(topics.dlq(source), value_serializer="raw", key_serializer="raw").send(
+            key=msg.key, value=letter.dumps()
+        )
+        metrics.DEAD_LETTERS.labels(source).inc()
+        log.warning("dead letter from %s@%d:%d: %s", source, msg.partition, msg.offset, reason)
+
+    def topic_of(self, event: EventT) -> str:
+        """The event's topic without the deployment prefix."""
+        name: str = event.message.topic
+        prefix = self.settings.topic_prefix
+        return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+    async def edge(self, node_id: str) -> EdgeNode:
+        """This worker's edge node ``node_id``, loaded from the registry on first use."""
+        node = self._edges.get(node_id)
+        if node is not None:
+            return node
+        lock = self._edge_locks.setdefault(node_id, asyncio.Lock())
+        async with lock:
+            if node_id not in self._edges:
+                self._edges[node_id] = await self.run(
+                    self.train_pool,
+                    EdgeNode,
+                    node_id,
+                    self.registry,
+                    self.settings.state_dir,
+                    edge_options(self.settings),
+                )
+                metrics.ADAPTER_VERSION.labels(node_id).set(self._edges[node_id].version)
+        return self._edges[node_id]
+
+    async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking model work off the event loop, so streams keep flowing."""
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faust.App, Context]:
+    """A Faust app with the agents of ``roles`` registered on it."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {', '.join(ROLES)}")
+    if not settings.broker:
+        raise ValueError("ECC_BROKER is empty: give the Kafka bootstrap servers (host:port)")
+    credentials: Any = None
+    if settings.security_protocol.startswith("SASL"):
+        credentials = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+        )
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b}" for b in settings.broker.split(",")],
+        broker_credentials=credentials,
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replicas,
+        topic_allow_declare=False,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        producer_linger=0.005,
+        stream_buffer_maxsize=8192,
+        autodiscover=False,
+    )
+    ctx = Context(settings=settings, app=app, names=topics.TopicNames(settings.topic_prefix))
+    from streams.agents import drift, edge, feedback, teacher
+
+    registrars = {"edge": edge, "drift": drift, "feedback": feedback, "teacher": teacher}
+    for role in roles:
+        registrars[role].register(ctx)
+    _ready_marker(ctx)
+    return app, ctx
+
+
+def _ready_marker(ctx: Context) -> None:
+    """Write ``<state_dir>/worker.ready`` once partitions are assigned (the demo waits on it)."""
+    marker = ctx.settings.state_dir / "worker.ready"
+    marker.unlink(missing_ok=True)
+
+    @ctx.app.task
+    async def announce_ready() -> None:
+        while not ctx.app.consumer.assignment():
+            await asyncio.sleep(0.1)
+        marker.write_text(str(time.time()))

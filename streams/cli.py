@@ -1,0 +1,232 @@
+"""The ``ecc`` command line: demo, serve, topics, nodes, adapters, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from streams.settings import Settings
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Streaming online learning for customer-service intent models.
+
+    Edge nodes serve intents and fine-tune LoRA adapters from live feedback; drift is scored
+    per intent; a cloud teacher re-annotates drifting intents. Settings come from ECC_*
+    environment variables (see `ecc settings`).
+    """
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True), help="CSV (text,label) folder/file or "
+              "CLINC150 data_full.json. Default: the built-in e-commerce generator.")
+@click.option("--scenario", type=click.Choice(["emerging", "phrasing", "gradual", "stationary"]),
+              default="emerging", show_default=True, help="The drift in the replayed stream.")
+@click.option("--turns", type=int, default=6000, show_default=True, help="Turns to replay.")
+@click.option("--rate", type=float, default=60.0, show_default=True, help="Turns per second.")
+@click.option("--nodes", default="store-eu,store-us", show_default=True,
+              help="Comma-separated edge node ids.")
+@click.option("--label-rate", type=float, default=0.05, show_default=True,
+              help="Share of turns whose user gives the right intent (correction/confirmation).")
+@click.option("--thumbs-rate", type=float, default=0.15, show_default=True,
+              help="Share of turns that get a thumbs up or down only.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
+              show_default=True, help="Folder for state, logs and the summary (emptied first).")
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(
+    data: str | None,
+    scenario: str,
+    turns: int,
+    rate: float,
+    nodes: str,
+    label_rate: float,
+    thumbs_rate: float,
+    out: Path,
+    seed: int,
+) -> None:
+    """Run everything on an embedded broker and replay a drifting stream through it.
+
+    Starts a Tansu broker and a stream worker (edge nodes, drift, feedback, teacher,
+    learner), replays customer turns with simulated user feedback, then prints what
+    happened: drift alarms, teacher requests, batches, adapter versions, accuracy before
+    and after. Ctrl-C stops it cleanly at any point.
+    """
+    from streams.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        data=data,
+        scenario=scenario,  # type: ignore[arg-type]
+        turns=turns,
+        rate=rate,
+        nodes=tuple(n for n in nodes.split(",") if n),
+        label_rate=label_rate,
+        thumbs_rate=thumbs_rate,
+        out=out,
+        seed=seed,
+    )
+    try:
+        summary = run_demo(options, _settings())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: broker and worker stopped", err=True)
+        sys.exit(130)
+    if not summary.get("ok", False):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--roles", default="edge,drift,feedback,teacher", show_default=True,
+              help="Which agents this worker runs (comma-separated).")
+def serve(roles: str) -> None:
+    """Run the stream worker against the Kafka cluster in ECC_BROKER.
+
+    Scale out by starting more workers with the same ECC_APP_ID: partitions (and the nodes
+    keyed to them) are shared by consumer-group rebalancing.
+    """
+    from faust.worker import Worker
+
+    from streams import metrics
+    from streams.app import create_app
+
+    settings = _settings()
+    if not settings.broker:
+        raise click.UsageError("set ECC_BROKER to the Kafka bootstrap servers (host:port)")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_ensure(settings))
+    app, _ = create_app(settings, tuple(r for r in roles.split(",") if r))
+    metrics.serve(settings.metrics_port)
+    logging.basicConfig(level=settings.log_level.upper())
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+async def _ensure(settings: Settings) -> list[str]:
+    from streams.kafka import ensure_topics
+
+    return await ensure_topics(settings)
+
+
+@main.group()
+def topics() -> None:
+    """Manage the service's topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every topic and dead-letter topic that is missing (ECC_TOPIC_PARTITIONS each)."""
+    settings = _settings()
+    if not settings.broker:
+        raise click.UsageError("set ECC_BROKER to the Kafka bootstrap servers (host:port)")
+    created = asyncio.run(_ensure(settings))
+    click.echo(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
+
+
+@main.group()
+def node() -> None:
+    """Manage edge nodes."""
+
+
+@node.command("init")
+@click.argument("node_id")
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV with text,label: the node's first labelled examples.")
+def node_init(node_id: str, data: str) -> None:
+    """Create NODE_ID's first adapter version from labelled examples (head at centroids)."""
+    from learners.edge_node import EdgeNode
+    from models.registry import AdapterRegistry
+    from scenarios.datasets import read_csv
+    from streams.app import edge_options
+
+    settings = _settings()
+    examples = read_csv(data)
+    registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
+    version = EdgeNode.bootstrap(
+        node_id,
+        registry,
+        settings.state_dir,
+        [e.text for e in examples],
+        [e.label for e in examples],
+        edge_options(settings),
+    )
+    click.echo(f"{node_id}: version {version} with {len({e.label for e in examples})} intents")
+
+
+@main.group()
+def adapters() -> None:
+    """Inspect and roll back adapter versions in the registry (ECC_STATE_DIR/adapters)."""
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from models.registry import AdapterRegistry
+
+    settings = _settings()
+    return AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
+
+
+@adapters.command("list")
+@click.argument("node_id", required=False)
+def adapters_list(node_id: str | None) -> None:
+    """List versions of NODE_ID (or of every node); * marks the serving one."""
+    registry = _registry()
+    for n in [node_id] if node_id else registry.nodes():
+        for v in registry.versions(n):
+            mark = "*" if v.is_current else " "
+            acc = v.metrics.get("holdout_accuracy")
+            acc_s = f"holdout {acc:.3f}" if acc is not None else ""
+            click.echo(f"{mark} {n} v{v.version:<4} parent {v.parent!s:<5} {len(v.labels):>3} "
+                       f"intents  {v.created_at}  {acc_s}")
+
+
+@adapters.command("show")
+@click.argument("node_id")
+@click.argument("version", type=int, required=False)
+def adapters_show(node_id: str, version: int | None) -> None:
+    """Print the manifest of VERSION (default: the serving one) of NODE_ID."""
+    registry = _registry()
+    v = registry.get(node_id, version) if version else registry.current(node_id)
+    if v is None:
+        raise click.ClickException(f"node {node_id!r} has no versions")
+    click.echo((Path(v.path) / "manifest.json").read_text())
+
+
+@adapters.command("rollback")
+@click.argument("node_id")
+@click.argument("version", type=int, required=False)
+def adapters_rollback(node_id: str, version: int | None) -> None:
+    """Serve VERSION of NODE_ID again (default: the parent of the serving version)."""
+    registry = _registry()
+    try:
+        v = registry.rollback(node_id, version)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{node_id}: now serving v{v.version}")
+
+
+@main.command("settings")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def show_settings(as_json: bool) -> None:
+    """Print every ECC_* setting with its current value, default and meaning."""
+    current = _settings()
+    rows = [(name, str(getattr(current, name[4:].lower())), default, doc)
+            for name, default, doc in Settings.describe()]
+    if as_json:
+        click.echo(json.dumps({r[0]: r[1] for r in rows if "PASSWORD" not in r[0]}, indent=2))
+        return
+    for name, value, default, doc in rows:
+        shown = "***" if "PASSWORD" in name and value else value
+        click.echo(f"{name:<32} {shown!s:<24} {doc}" + (f" [default {default}]" if shown != default else ""))
+
+
+if __name__ == "__main__":
+    main()

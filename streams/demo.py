@@ -1,0 +1,417 @@
+"""``ecc demo``: the whole loop on an embedded broker, with a drifting replayed stream.
+
+The demo plays the outside world: customers (turns on chat.inbound, paced at ``--rate``)
+and their clients' feedback (a few labels, more thumbs, sent after the answer came back on
+chat.turns). Everything in between is the real service: a ``ecc serve`` worker process on
+a Tansu broker. What happened is read back from the topics and printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from learners.edge_node import EdgeNode
+from learners.gate import Scores
+from models.end_model import EndModel
+from models.registry import AdapterRegistry
+from scenarios.datasets import load_dataset, write_csv
+from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
+from streams import topics
+from streams.app import edge_options
+from streams.broker import EmbeddedBroker
+from streams.kafka import consumer, ensure_topics, producer
+from streams.processes import spawn, stop
+from streams.schemas import (
+    AdapterEvent,
+    ChatInbound,
+    ChatTurn,
+    DriftEvent,
+    Feedback,
+    TeacherAnnotation,
+    TrainingBatch,
+)
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data: str | None = None
+    scenario: Literal["emerging", "phrasing", "gradual", "stationary"] = "emerging"
+    turns: int = 6000
+    rate: float = 60.0
+    nodes: tuple[str, ...] = ("store-eu", "store-us")
+    label_rate: float = 0.05
+    thumbs_rate: float = 0.15
+    out: Path = Path("var/demo")
+    seed: int = 7
+    settle_s: float = 90.0
+    worker_start_timeout_s: float = 180.0
+
+
+def say(msg: str) -> None:
+    tqdm.write(msg, file=sys.stdout)
+
+
+def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
+    started = time.time()
+    out = options.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    settings = base.replace(
+        state_dir=(out / "state").resolve(),
+        teacher_corpus=str((out / "teacher_corpus.csv").resolve()),
+        app_id=f"ecc-demo-{os.getpid()}",
+        batch_max_age_s=min(base.batch_max_age_s, 10.0),
+        drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
+    )
+    say(f"[1/5] building the {options.scenario!r} scenario "
+        f"({'generator' if not options.data else options.data})")
+    data = load_dataset(options.data) if options.data else None
+    scenario = build_scenario(
+        ScenarioConfig(
+            kind=options.scenario, nodes=options.nodes, turns=options.turns, seed=options.seed
+        ),
+        data,
+    )
+    write_csv(settings.teacher_corpus, scenario.teacher_corpus)
+    say(f"      {len(scenario.stream)} turns over {len(options.nodes)} nodes, drift at turn "
+        f"{scenario.onset_index}; emerging intents {scenario.emerging_intents or '-'}; "
+        f"shifted intent {scenario.shifted_intent or '-'}")
+
+    say(f"[2/5] bootstrapping edge nodes from {len(scenario.seed_examples)} labelled examples")
+    registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
+    for node in options.nodes:
+        EdgeNode.bootstrap(
+            node,
+            registry,
+            settings.state_dir,
+            [e.text for e in scenario.seed_examples],
+            [e.label for e in scenario.seed_examples],
+            edge_options(settings),
+        )
+
+    with EmbeddedBroker(log=out / "broker.log") as broker:
+        settings = settings.replace(broker=broker.bootstrap)
+        say(f"[3/5] Tansu broker on {broker.bootstrap}; creating topics")
+        asyncio.run(ensure_topics(settings))
+        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        worker = spawn(
+            [sys.executable, "-m", "streams.cli", "serve"], env=env, log=out / "worker.log"
+        )
+        try:
+            say(f"[4/5] starting the stream worker (log: {out / 'worker.log'})")
+            _wait_ready(settings, worker, out / "worker.log", options.worker_start_timeout_s)
+            say(f"[5/5] replaying {len(scenario.stream)} turns at {options.rate:g}/s")
+            replay = Replay(scenario, settings, options)
+            asyncio.run(replay.run())
+        finally:
+            stop(worker, timeout=20)
+    summary = summarise(scenario, replay, registry, settings, options, time.time() - started)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, out / "summary.json")
+    return summary
+
+
+def _wait_ready(settings: Settings, worker: Any, log: Path, timeout: float) -> None:
+    marker = settings.state_dir / "worker.ready"
+    deadline = time.time() + timeout
+    with tqdm(desc="      waiting for partitions", bar_format="{desc} {elapsed}") as bar:
+        while not marker.exists():
+            if worker.poll() is not None:
+                tail = log.read_text()[-3000:] if log.exists() else ""
+                raise RuntimeError(f"the stream worker exited ({worker.returncode}):\n{tail}")
+            if time.time() > deadline:
+                raise TimeoutError(f"the stream worker was not ready in {timeout:.0f} s; see {log}")
+            time.sleep(0.2)
+            bar.update(0)
+
+
+@dataclass
+class Replay:
+    scenario: Scenario
+    settings: Settings
+    options: DemoOptions
+    served: list[dict[str, Any]] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    teacher_requests: int = 0
+    annotations: Counter[str] = field(default_factory=Counter)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    adapters: list[dict[str, Any]] = field(default_factory=list)
+    feedback: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+    async def run(self) -> None:
+        truth = {t.turn_id: t for t in self.scenario.stream}
+        watched = [
+            topics.CHAT_TURNS,
+            topics.DRIFT_EVENTS,
+            topics.TEACHER_REQUESTS,
+            topics.TEACHER_ANNOTATIONS,
+            topics.TRAINING_BATCHES,
+            topics.ADAPTERS_EVENTS,
+        ]
+        names = [self.settings.topic_prefix + t for t in watched]
+        names += [self.settings.topic_prefix + topics.dlq(t) for t in topics.ALL]
+        async with producer(self.settings, linger_ms=5) as prod, consumer(
+            self.settings, names
+        ) as cons:
+            bar = tqdm(total=len(self.scenario.stream), desc="      turns served", unit="turn")
+            send_task = asyncio.create_task(self._send(prod))
+            last_activity = time.time()
+            settle_deadline: float | None = None
+            try:
+                while True:
+                    batch = await cons.getmany(timeout_ms=200, max_records=2000)
+                    for tp, messages in batch.items():
+                        for m in messages:
+                            last_activity = time.time()
+                            await self._observe(tp.topic, m.value, truth, prod, bar)
+                    if send_task.done():
+                        send_task.result()
+                    if len(self.served) >= len(self.scenario.stream):
+                        if settle_deadline is None:
+                            settle_deadline = time.time() + self.options.settle_s
+                        idle = time.time() - last_activity
+                        learned = len(self.adapters) >= len(self.batches)
+                        quiet = idle > self.settings.batch_max_age_s + 3
+                        if (learned and quiet) or time.time() > settle_deadline:
+                            break
+            finally:
+                send_task.cancel()
+                bar.close()
+
+    async def _send(self, prod: Any) -> None:
+        start = time.monotonic()
+        prefix = self.settings.topic_prefix
+        for i, turn in enumerate(self.scenario.stream):
+            delay = start + i / self.options.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record = ChatInbound(turn_id=turn.turn_id, node_id=turn.node_id, text=turn.text)
+            await prod.send(prefix + topics.CHAT_INBOUND, record.dumps(), key=turn.node_id.encode())
+        await prod.flush()
+
+    async def _observe(
+        self, topic: str, value: bytes, truth: dict[str, Any], prod: Any, bar: tqdm[Any]
+    ) -> None:
+        name = topic[len(self.settings.topic_prefix) :]
+        if name.endswith(topics.DLQ_SUFFIX):
+            self.dead_letters[name] += 1
+            say(f"      ! dead letter on {name}: {json.loads(value).get('error', '')[:120]}")
+        elif name == topics.CHAT_TURNS:
+            turn = ChatTurn.model_validate_json(value)
+            true = truth[turn.turn_id]
+            self.served.append(
+                {
+                    "index": true.index,
+                    "node": turn.node_id,
+                    "label": true.label,
+                    "predicted": turn.intent,
+                    "confidence": turn.confidence,
+                    "version": turn.adapter_version,
+                    "drifted": true.drifted,
+                }
+            )
+            bar.update(1)
+            await self._feedback(turn, true.label, prod)
+            if len(self.served) % 200 == 0:
+                recent = self.served[-200:]
+                acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
+                bar.set_postfix(acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published())
+        elif name == topics.DRIFT_EVENTS:
+            ev = DriftEvent.model_validate_json(value)
+            if ev.kind == "transition":
+                row = ev.model_dump()
+                row["turns_served"] = len(self.served)
+                self.transitions.append(row)
+                mark = "!! DRIFT" if ev.state == "drifting" else "   drift"
+                say(f"      {mark} {ev.node_id}/{ev.intent}: {ev.previous_state} -> {ev.state} "
+                    f"after {len(self.served)} turns (score {ev.score:.2f}; {ev.reason[:90]})")
+        elif name == topics.TEACHER_REQUESTS:
+            self.teacher_requests += 1
+        elif name == topics.TEACHER_ANNOTATIONS:
+            ann = TeacherAnnotation.model_validate_json(value)
+            self.annotations["abstained" if ann.label is None else "labelled"] += 1
+        elif name == topics.TRAINING_BATCHES:
+            tb = TrainingBatch.model_validate_json(value)
+            sources = Counter(e.source for e in tb.examples)
+            self.batches.append({"batch_id": tb.batch_id, "node": tb.node_id,
+                                 "examples": len(tb.examples), "sources": dict(sources),
+                                 "turns_served": len(self.served)})
+        elif name == topics.ADAPTERS_EVENTS:
+            ad = AdapterEvent.model_validate_json(value)
+            row = ad.model_dump()
+            row["turns_served"] = len(self.served)
+            self.adapters.append(row)
+            acc = ad.metrics.get("holdout_accuracy")
+            acc_s = f"held-out acc {acc:.2f}" if acc is not None else ""
+            added = f", new intents {ad.labels_added}" if ad.labels_added else ""
+            say(f"      adapter {ad.node_id}: {ad.status} v{ad.candidate or ad.version} "
+                f"{acc_s}{added} ({ad.reason[:70]})")
+
+    async def _feedback(self, turn: ChatTurn, label: str, prod: Any) -> None:
+        """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash."""
+        r = random.Random(zlib.crc32(f"{self.options.seed}:{turn.turn_id}".encode())).random()
+        right = turn.intent == label
+        kind: str | None = None
+        if r < self.options.label_rate:
+            kind = "thumbs_up" if right else "correction"
+        elif r < self.options.label_rate + self.options.thumbs_rate:
+            kind = "thumbs_up" if right else "thumbs_down"
+        if kind is None:
+            return
+        fb = Feedback(
+            feedback_id=f"fb-{turn.turn_id}",
+            turn_id=turn.turn_id,
+            node_id=turn.node_id,
+            kind=kind,  # type: ignore[arg-type]
+            label=label if kind == "correction" else None,
+        )
+        self.feedback[kind] += 1
+        topic = self.settings.topic_prefix + topics.CHAT_FEEDBACK
+        await prod.send(topic, fb.dumps(), key=turn.node_id.encode())
+
+    def _alarms(self) -> int:
+        return sum(1 for t in self.transitions if t["state"] == "drifting")
+
+    def _published(self) -> int:
+        return sum(1 for a in self.adapters if a["status"] == "published")
+
+
+def _accuracy(rows: list[dict[str, Any]]) -> float | None:
+    return sum(r["label"] == r["predicted"] for r in rows) / len(rows) if rows else None
+
+
+def _evaluate(
+    registry: AdapterRegistry, settings: Settings, node: str, scenario: Scenario
+) -> dict[str, Any]:
+    """Held-out accuracy of the node's first and serving versions on the scenario's eval set."""
+    versions = registry.versions(node)
+    current = registry.current(node)
+    if not versions or current is None:
+        return {}
+    opts = edge_options(settings)
+    model = EndModel(opts.encoder_path, lora=opts.lora, max_length=opts.max_length)
+    texts = [e.text for e in scenario.eval_examples]
+    truth = [e.label for e in scenario.eval_examples]
+    emerging = set(scenario.emerging_intents) | (
+        {scenario.shifted_intent} if scenario.shifted_intent else set()
+    )
+    result: dict[str, Any] = {}
+    for name, version in (("first", versions[0].version), ("final", current.version)):
+        meta, tensors = registry.load(node, version)
+        model.load_state(tensors, meta.labels)
+        preds = [p.intent for p in model.predict(texts, k=1)]
+        scores = Scores.of(truth, preds)
+        drifted = [(t, p) for t, p in zip(truth, preds, strict=True) if t in emerging]
+        result[name] = {
+            "version": version,
+            "intents": len(meta.labels),
+            "accuracy": scores.accuracy,
+            "drifted_intents_accuracy": (
+                sum(t == p for t, p in drifted) / len(drifted) if drifted else None
+            ),
+        }
+    return result
+
+
+def summarise(
+    scenario: Scenario,
+    replay: Replay,
+    registry: AdapterRegistry,
+    settings: Settings,
+    options: DemoOptions,
+    seconds: float,
+) -> dict[str, Any]:
+    served = sorted(replay.served, key=lambda r: r["index"])
+    onset = scenario.onset_index
+    published = [a for a in replay.adapters if a["status"] == "published"]
+    first_new = min((a["turns_served"] for a in published), default=None)
+    tail = served[-max(1, len(served) // 5) :]
+    alarms = [t for t in replay.transitions if t["state"] == "drifting"]
+    summary: dict[str, Any] = {
+        "scenario": options.scenario,
+        "data": options.data or "generator",
+        "nodes": list(options.nodes),
+        "turns_sent": len(scenario.stream),
+        "turns_served": len(served),
+        "drift_onset_turn": onset,
+        "emerging_intents": scenario.emerging_intents,
+        "shifted_intent": scenario.shifted_intent,
+        "drift_alarms": [
+            {"node": a["node_id"], "intent": a["intent"], "after_turns": a["turns_served"],
+             "score": a["score"], "reason": a["reason"]} for a in alarms
+        ],
+        "drift_transitions": len(replay.transitions),
+        "feedback": dict(replay.feedback),
+        "teacher_requests": replay.teacher_requests,
+        "teacher_annotations": dict(replay.annotations),
+        "training_batches": len(replay.batches),
+        "batch_sources": dict(sum((Counter(b["sources"]) for b in replay.batches), Counter())),
+        "adapter_events": dict(Counter(a["status"] for a in replay.adapters)),
+        "adapter_versions": {n: [v.version for v in registry.versions(n)] for n in options.nodes},
+        "dead_letters": dict(replay.dead_letters),
+        "stream_accuracy": {
+            "before_drift": _accuracy([r for r in served if r["index"] < onset]),
+            "after_drift_before_first_update": _accuracy(
+                [r for r in served if r["index"] >= onset and r["version"] == 1]
+            ),
+            "last_20_percent": _accuracy(tail),
+            "drifted_turns_in_last_20_percent": _accuracy([r for r in tail if r["drifted"]]),
+        },
+        "first_adapter_after_turns": first_new,
+        "eval_set": {n: _evaluate(registry, settings, n, scenario) for n in options.nodes},
+        "seconds": round(seconds, 1),
+    }
+    summary["ok"] = len(served) == len(scenario.stream)
+    return summary
+
+
+def _pct(x: float | None) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f} %"
+
+
+def print_summary(s: dict[str, Any], path: Path) -> None:
+    acc = s["stream_accuracy"]
+    lines = [
+        "",
+        "==== what happened " + "=" * 50,
+        f"turns served            {s['turns_served']} / {s['turns_sent']} "
+        f"(drift from turn {s['drift_onset_turn']})",
+        f"drift alarms            {len(s['drift_alarms'])}"
+        + "".join(f"\n    - {a['node']}/{a['intent']} after {a['after_turns']} turns: "
+                  f"{a['reason'][:80]}" for a in s["drift_alarms"]),
+        f"feedback                {s['feedback']}",
+        f"teacher requests        {s['teacher_requests']} -> annotations {s['teacher_annotations']}",
+        f"training batches        {s['training_batches']} (examples by source {s['batch_sources']})",
+        f"adapter updates         {s['adapter_events']}; versions {s['adapter_versions']}",
+        f"dead letters            {s['dead_letters'] or 'none'}",
+        "stream accuracy         before drift {}, after drift before any update {}, "
+        "last 20 % {} (drifted turns there {})".format(
+            _pct(acc["before_drift"]), _pct(acc["after_drift_before_first_update"]),
+            _pct(acc["last_20_percent"]), _pct(acc["drifted_turns_in_last_20_percent"])),
+    ]
+    for node, ev in s["eval_set"].items():
+        if ev:
+            f, n = ev["first"], ev["final"]
+            lines.append(
+                f"eval set {node:<14} v{f['version']} {_pct(f['accuracy'])} -> "
+                f"v{n['version']} {_pct(n['accuracy'])}   (drifted intents "
+                f"{_pct(f['drifted_intents_accuracy'])} -> {_pct(n['drifted_intents_accuracy'])})"
+            )
+    lines += [f"took {s['seconds']} s; summary: {path}", ""]
+    print("\n".join(lines))

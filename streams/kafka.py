@@ -1,0 +1,94 @@
+"""Kafka client plumbing shared by the workers, the demo and the tests (aiokafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options (bootstrap, SASL/TLS) for any aiokafka client."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.broker,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.startswith("SASL"):
+        opts.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    if settings.security_protocol.endswith("SSL"):
+        opts["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    return opts
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every topic of the service (and its DLQ) that does not exist yet.
+
+    All get ``ECC_TOPIC_PARTITIONS`` partitions: Faust refuses co-partitioned topics with
+    different counts, and some brokers (Tansu) cannot add partitions later.
+    Returns the names that were created.
+    """
+    names = TopicNames(settings.topic_prefix).all_with_dlq()
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
+    await _retry(admin.start, timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            new = [
+                NewTopic(n, settings.topic_partitions, settings.topic_replicas) for n in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+        return missing
+    finally:
+        await admin.close()
+
+
+async def _retry(start: Any, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await start()
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def producer(settings: Settings, **extra: Any) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(**client_options(settings), **extra)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@contextlib.asynccontextmanager
+async def consumer(
+    settings: Settings, topics: Iterable[str], **extra: Any
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer without a group reading ``topics`` from the beginning."""
+    extra.setdefault("auto_offset_reset", "earliest")
+    extra.setdefault("enable_auto_commit", False)
+    c = AIOKafkaConsumer(*topics, **client_options(settings), **extra)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the stream workers (prefix ``ecc_``; label sets are bounded)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+TURNS = Counter("ecc_turns_served_total", "Turns answered by edge nodes", ["node", "intent"])
+CONFIDENCE = Histogram(
+    "ecc_turn_confidence",
+    "Confidence of served predictions",
+    ["node"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+)
+INFER_SECONDS = Histogram(
+    "ecc_inference_batch_seconds", "Edge inference time per micro-batch", ["node"]
+)
+DEAD_LETTERS = Counter("ecc_dead_letters_total", "Records sent to a DLQ", ["topic"])
+DRIFT_SCORE = Gauge("ecc_drift_score", "Combined drift score", ["node", "intent"])
+DRIFT_STATE = Gauge(
+    "ecc_drift_state", "1 for the intent's current state", ["node", "intent", "state"]
+)
+DRIFT_ALARMS = Counter("ecc_drift_alarms_total", "Transitions into drifting", ["node", "intent"])
+FEEDBACK = Counter("ecc_feedback_total", "Feedback received", ["node", "kind"])
+JOIN_MISSES = Counter("ecc_feedback_join_misses_total", "Feedback whose turn is unknown", ["node"])
+BATCHES = Counter("ecc_training_batches_total", "Training batches emitted", ["node", "reason"])
+BATCH_SIZE = Histogram(
+    "ecc_training_batch_examples", "Examples per training batch", buckets=(1, 4, 8, 16, 32, 64)
+)
+TEACHER_REQUESTS = Counter("ecc_teacher_requests_total", "Teacher requests sent", ["node"])
+TEACHER_ANNOTATIONS = Counter(
+    "ecc_teacher_annotations_total", "Teacher answers", ["node", "outcome"]
+)
+TEACHER_SECONDS = Histogram("ecc_teacher_batch_seconds", "Teacher backend time per batch")
+ADAPTER_UPDATES = Counter(
+    "ecc_adapter_updates_total", "Batches applied by edge learners", ["node", "status"]
+)
+ADAPTER_VERSION = Gauge("ecc_adapter_version", "Serving adapter version", ["node"])
+HOLDOUT_ACCURACY = Gauge(
+    "ecc_adapter_holdout_accuracy", "Held-out accuracy of the serving version", ["node"]
+)
+UPDATE_SECONDS = Histogram(
+    "ecc_lora_update_seconds",
+    "Batch-to-decision time of a LoRA update",
+    ["node"],
+    buckets=(0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+
+
+def serve(port: int) -> None:
+    """Expose the metrics on ``port`` (0: do not)."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")

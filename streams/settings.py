@@ -1,0 +1,120 @@
+"""Every setting of the service, in one place.
+
+Each setting is read from an environment variable named ``ECC_<FIELD>`` (upper case), with
+the default declared here. ``ecc settings`` prints them all with their current values.
+Only this module reads the environment; ``learners/`` and ``models/`` take plain arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ECC_"
+
+
+def _doc(default: Any, doc: str) -> Any:
+    """A dataclass field with a default and a one-line description (shown by ``ecc settings``)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Kafka -------------------------------------------------------------------------------
+    broker: str = _doc("", "Kafka bootstrap servers (host:port,...). Empty: `ecc demo` starts its own.")
+    topic_partitions: int = _doc(4, "Partitions of every per-node topic (all equal: co-partitioning).")
+    topic_replicas: int = _doc(1, "Replication factor used when the service creates topics.")
+    topic_prefix: str = _doc("", "Prefix put before every topic name (e.g. `prod.`).")
+    app_id: str = _doc("ecc", "Faust application id (consumer group of the stream workers).")
+    broker_session_timeout: float = _doc(6.0, "Consumer session timeout in seconds.")
+    security_protocol: str = _doc("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: str = _doc("PLAIN", "SASL mechanism when a SASL protocol is used.")
+    sasl_username: str = _doc("", "SASL user name.")
+    sasl_password: str = _doc("", "SASL password (never logged).")
+    ssl_cafile: str = _doc("", "CA bundle for SSL/SASL_SSL.")
+
+    # --- Workers ------------------------------------------------------------------------------
+    state_dir: Path = _doc(Path("var"), "Where adapters, node seeds and worker state live.")
+    web_port: int = _doc(6066, "Port of the worker's HTTP server (webhook, health).")
+    metrics_port: int = _doc(9464, "Port of the Prometheus metrics endpoint (0: disabled).")
+    log_level: str = _doc("warning", "Worker log level.")
+
+    # --- End model and learner ------------------------------------------------------------------
+    encoder: str = _doc("", "Path of a local transformers encoder. Empty: the packaged MiniLM.")
+    max_length: int = _doc(48, "Tokens per utterance.")
+    lora_r: int = _doc(8, "LoRA rank.")
+    lora_alpha: int = _doc(16, "LoRA alpha.")
+    lora_targets: str = _doc("query,value", "Comma-separated module names that get LoRA.")
+    learning_rate: float = _doc(3e-3, "Learning rate of the LoRA and head parameters.")
+    steps_per_batch: int = _doc(4, "Optimisation steps per training batch.")
+    replay_per_class: int = _doc(32, "Replay buffer: examples kept per intent.")
+    replay_sample: int = _doc(32, "Replay examples mixed into each step.")
+    holdout_every: int = _doc(5, "Every n-th labelled example is held out for the eval gate.")
+    gate_tolerance: float = _doc(0.02, "Largest held-out accuracy drop a new version may have.")
+    keep_versions: int = _doc(20, "Adapter versions kept per node.")
+    infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")
+    low_confidence: float = _doc(0.5, "A turn below this confidence counts as low-confidence.")
+    seed: int = _doc(7, "Seed of every random choice (training order, sampling).")
+
+    # --- Feedback and batching ------------------------------------------------------------------
+    batch_size: int = _doc(32, "Labelled examples per training batch.")
+    batch_max_age_s: float = _doc(20.0, "A non-empty batch older than this is flushed anyway.")
+    turn_ttl_s: float = _doc(3600.0, "How long a turn can still receive feedback.")
+
+    # --- Drift --------------------------------------------------------------------------------
+    drift_min_turns: int = _doc(60, "Turns an intent needs before its reference is set.")
+    drift_snapshot_s: float = _doc(10.0, "Seconds between drift score snapshots on drift.events.")
+
+    # --- Teacher ------------------------------------------------------------------------------
+    teacher_backend: str = _doc("embedded", "`embedded` (local cloud-corpus model) or `openai`.")
+    teacher_corpus: str = _doc("", "CSV (text,label) of the cloud's labelled corpus.")
+    teacher_url: str = _doc("", "OpenAI-compatible base URL for the `openai` backend.")
+    teacher_model: str = _doc("", "Model name for the `openai` backend.")
+    teacher_budget_per_minute: int = _doc(60, "Teacher requests per node per minute.")
+    teacher_min_confidence: float = _doc(0.6, "Annotations below this are not trained on.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``ECC_*`` variables; ``overrides`` win over the environment."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``ECC_*`` variables that reproduce these settings in a child process."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def describe() -> list[tuple[str, str, str]]:
+        """(env name, default, description) of every setting."""
+        return [
+            (ENV_PREFIX + f.name.upper(), str(f.default), f.metadata.get("doc", ""))
+            for f in fields(Settings)
+        ]
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from exc
+    return raw
