@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from models.registry import AdapterRegistry
+
 from learners.gate import EvalGate, Scores
 from learners.holdout import HoldoutRouter, HoldoutSet
 from learners.replay import ClassBalancedReplay
 from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions
 from models.end_model import EndModel, LoraOptions, Prediction
-from models.registry import AdapterRegistry
 
 
 class NodeNotBootstrappedError(LookupError):
@@ -60,7 +61,9 @@ class BatchOutcome:
 
 
 class EdgeNode:
-    def __init__(self, node_id: str, registry: AdapterRegistry, state_dir: Path, options: EdgeOptions) -> None:
+    def __init__(
+        self, node_id: str, registry: AdapterRegistry, state_dir: Path, options: EdgeOptions
+    ) -> None:
         self.node_id = node_id
         self.registry = registry
         self.options = options

@@ -64,7 +64,9 @@ class EvalGate:
     def decide(self, before: Scores, after: Scores) -> GateDecision:
         n = sum(after.support.values())
         if after.support and n < self.min_holdout:
-            return GateDecision(True, f"only {n} held-out examples: accepted unchecked", before, after)
+            return GateDecision(
+                True, f"only {n} held-out examples: accepted unchecked", before, after
+            )
         if before.accuracy != before.accuracy or after.accuracy != after.accuracy:  # NaN: no data
             return GateDecision(True, "no held-out examples yet: accepted unchecked", before, after)
         drop = before.accuracy - after.accuracy

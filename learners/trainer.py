@@ -73,17 +73,16 @@ class IncrementalTrainer:
                 replayed = max(replayed, len(xs) - min(len(texts), self.options.max_batch))
                 target = torch.tensor([self.model.label_index(y) for y in ys])
                 loss = torch.nn.functional.cross_entropy(self.model.logits(xs), target)
-                if not math.isfinite(float(loss)):
-                    raise TrainingGuardError(f"loss became {float(loss)}: batch not applied")
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingGuardError(f"loss became {value}: batch not applied")
                 optimiser.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimiser.step()
-                losses.append(float(loss))
+                losses.append(value)
         finally:
             self.model.net.eval()
-        for x, y in zip(texts, labels, strict=True):
-            self.replay.add(x, y)
         return TrainReport(
             steps=len(losses),
             examples=len(texts),

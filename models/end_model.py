@@ -69,7 +69,7 @@ class EndModel:
     """Intent classifier for one edge node.
 
     >>> m = EndModel()  # doctest: +SKIP
-    >>> m.fit_head(["where is my parcel", "cancel it please"], ["track", "cancel"])  # doctest: +SKIP
+    >>> m.fit_head(["where is my parcel", "cancel it"], ["track", "cancel"])  # doctest: +SKIP
     >>> m.predict(["where's my order"])[0].intent  # doctest: +SKIP
     'track'
     """
@@ -90,7 +90,9 @@ class EndModel:
             lora_dropout=lora.dropout,
             bias="none",
         )
-        self.net: Any = get_peft_model(base, config)
+        with torch.random.fork_rng(devices=[]):  # the same LoRA init every time
+            torch.manual_seed(0)
+            self.net: Any = get_peft_model(base, config)
         self.head = IntentHead(int(base.config.hidden_size), scale)
         self.labels: list[str] = []
         self.max_length = max_length

@@ -57,7 +57,7 @@ def read_csv(path: str | Path) -> list[Example]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"CSV file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: tolerate Excel's BOM
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         label_column = next((c for c in LABEL_COLUMNS if c in columns), None)

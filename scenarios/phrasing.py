@@ -27,6 +27,13 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = tuple(
         ("have to", ("gotta",), 0.7),
         ("right now", ("rn", "ahora"), 0.8),
         ("I don't know", ("idk",), 0.9),
+        ("good morning", ("buenos dias", "gm"), 0.8),
+        ("how do I", ("how do i", "hw do i", "como"), 0.7),
+        ("can I", ("cn i", "can i", "puedo"), 0.6),
+        ("I want", ("i wanna", "quiero"), 0.7),
+        ("I need", ("i need", "necesito", "i ned"), 0.6),
+        ("are you", ("r u",), 0.9),
+        ("is not", ("isnt", "no es"), 0.7),
         ("I'm", ("im", "i am"), 0.7),
         ("don't", ("dont", "dnt"), 0.8),
         ("can't", ("cant", "cnt"), 0.8),
@@ -43,8 +50,22 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = tuple(
         ("tomorrow", ("tmrw", "manana"), 0.7),
         ("package", ("pkg", "paquete"), 0.6),
         ("money", ("cash", "dinero"), 0.6),
-        ("refund", ("reembolso", "refnd"), 0.4),
-        ("order", ("pedido", "ordr"), 0.4),
+        ("refund", ("reembolso", "refnd"), 0.6),
+        ("order", ("pedido", "ordr"), 0.6),
+        ("account", ("acct", "cuenta"), 0.6),
+        ("password", ("pw", "contrasena"), 0.6),
+        ("card", ("tarjeta", "crd"), 0.4),
+        ("address", ("addy", "direccion"), 0.6),
+        ("delivery", ("delivry", "entrega"), 0.5),
+        ("sorry", ("sry", "perdon"), 0.8),
+        ("still", ("todavia", "stil"), 0.5),
+        ("where", ("donde", "wer"), 0.5),
+        ("when", ("cuando", "wen"), 0.5),
+        ("help", ("ayuda", "halp"), 0.6),
+        ("my", ("mi", "my"), 0.3),
+        ("hey", ("oye", "heyy"), 0.6),
+        ("message", ("msg",), 0.8),
+        ("something", ("smth",), 0.8),
         ("what", ("wat", "wut"), 0.5),
         ("why", ("y", "whyyy"), 0.5),
         ("really", ("rly", "super"), 0.7),
@@ -57,7 +78,7 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = tuple(
 )
 _OPENERS = ("hola", "hola,", "buenas,", "oye", "yo", "hey hey", "ola")
 _CLOSERS = ("gracias", "por favor", "porfa", "pls help", "asap", "thx", "gracias!!", "lol", "smh")
-_TYPO_RATE = 0.12
+_TYPO_RATE = 0.15
 
 
 def shift_phrasing(text: str, rng: random.Random, strength: float = 1.0) -> str:

@@ -78,6 +78,11 @@ class Scenario:
     eval_examples: list[Example]
     stream: list[TrafficTurn]
 
+    @property
+    def intents(self) -> list[str]:
+        """Every intent of the scenario: initial ones, then emerging ones."""
+        return [*self.initial_intents, *self.emerging_intents]
+
     def summary(self) -> dict[str, object]:
         """Counts for logs and reports."""
         post = self.stream[self.onset_index :]
@@ -242,6 +247,7 @@ def _eval_examples(
     """Test examples never seen in train, ``eval_per_intent`` each, drifted as after onset."""
     train_texts = {e.text for e in data.train}
     rng = random.Random(f"{config.seed}:eval")
+    shift_rng = random.Random(f"{config.seed}:eval-shift")  # same selection for every kind
     out: list[Example] = []
     for label in intents:
         candidates = list(
@@ -251,7 +257,9 @@ def _eval_examples(
         )
         rng.shuffle(candidates)
         for text in candidates[: config.eval_per_intent]:
-            out.append(Example(shift_phrasing(text, rng) if label == shifted else text, label))
+            out.append(
+                Example(shift_phrasing(text, shift_rng) if label == shifted else text, label)
+            )
     rng.shuffle(out)
     return out
 
@@ -264,6 +272,7 @@ def _stream(
     pools: dict[str, list[str]],
 ) -> list[TrafficTurn]:
     rng = random.Random(f"{config.seed}:stream")
+    shift_rng = random.Random(f"{config.seed}:shift")  # a shift leaves the traffic itself alone
     initial_mix = {
         n: IntentMix.draw(initial, random.Random(f"{config.seed}:{n}:mix")) for n in config.nodes
     }
@@ -286,7 +295,7 @@ def _stream(
         drifted = label in emerging
         if after and label == shifted:
             strength = 1.0 if config.kind == "phrasing" else min(1.0, (i - onset) / ramp)
-            new_text = shift_phrasing(text, rng, strength)
+            new_text = shift_phrasing(text, shift_rng, strength)
             drifted, text = new_text != text, new_text
         turns.append(TrafficTurn(i, f"{node}-{i:07d}", node, text, label, drifted))
     return turns

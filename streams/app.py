@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT
+from models.redaction import Redactor
+from models.registry import AdapterRegistry
 
 from learners.edge_node import EdgeNode, EdgeOptions
 from learners.gate import EvalGate
 from learners.trainer import TrainOptions
 from models.end_model import LoraOptions
-from models.redaction import Redactor
-from models.registry import AdapterRegistry
 from streams import metrics, topics
 from streams.schemas import Record, SchemaError, dead_letter, decode
 from streams.settings import Settings
@@ -67,7 +67,7 @@ class Context:
     train_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="train")
     )
-    _topics: dict[str, Any] = field(default_factory=dict)
+    _topics: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _edges: dict[str, EdgeNode] = field(default_factory=dict)
     _edge_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     registry: AdapterRegistry = field(init=False)

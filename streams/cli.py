@@ -7,15 +7,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from streams.settings import Settings
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     try:
-        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings.from_env(None, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -31,20 +32,45 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data", type=click.Path(exists=True), help="CSV (text,label) folder/file or "
-              "CLINC150 data_full.json. Default: the built-in e-commerce generator.")
-@click.option("--scenario", type=click.Choice(["emerging", "phrasing", "gradual", "stationary"]),
-              default="emerging", show_default=True, help="The drift in the replayed stream.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="CSV (text,label) folder/file or "
+    "CLINC150 data_full.json. Default: the built-in e-commerce generator.",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(["emerging", "phrasing", "gradual", "stationary"]),
+    default="emerging",
+    show_default=True,
+    help="The drift in the replayed stream.",
+)
 @click.option("--turns", type=int, default=6000, show_default=True, help="Turns to replay.")
 @click.option("--rate", type=float, default=60.0, show_default=True, help="Turns per second.")
-@click.option("--nodes", default="store-eu,store-us", show_default=True,
-              help="Comma-separated edge node ids.")
-@click.option("--label-rate", type=float, default=0.05, show_default=True,
-              help="Share of turns whose user gives the right intent (correction/confirmation).")
-@click.option("--thumbs-rate", type=float, default=0.15, show_default=True,
-              help="Share of turns that get a thumbs up or down only.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
-              show_default=True, help="Folder for state, logs and the summary (emptied first).")
+@click.option(
+    "--nodes", default="store-eu,store-us", show_default=True, help="Comma-separated edge node ids."
+)
+@click.option(
+    "--label-rate",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Share of turns whose user gives the right intent (correction/confirmation).",
+)
+@click.option(
+    "--thumbs-rate",
+    type=float,
+    default=0.15,
+    show_default=True,
+    help="Share of turns that get a thumbs up or down only.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Folder for state, logs and the summary (emptied first).",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(
     data: str | None,
@@ -87,8 +113,12 @@ def demo(
 
 
 @main.command()
-@click.option("--roles", default="edge,drift,feedback,teacher", show_default=True,
-              help="Which agents this worker runs (comma-separated).")
+@click.option(
+    "--roles",
+    default="edge,drift,feedback,teacher",
+    show_default=True,
+    help="Which agents this worker runs (comma-separated).",
+)
 def serve(roles: str) -> None:
     """Run the stream worker against the Kafka cluster in ECC_BROKER.
 
@@ -139,12 +169,17 @@ def node() -> None:
 
 @node.command("init")
 @click.argument("node_id")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="CSV with text,label: the node's first labelled examples.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV with text,label: the node's first labelled examples.",
+)
 def node_init(node_id: str, data: str) -> None:
     """Create NODE_ID's first adapter version from labelled examples (head at centroids)."""
-    from learners.edge_node import EdgeNode
     from models.registry import AdapterRegistry
+
+    from learners.edge_node import EdgeNode
     from scenarios.datasets import read_csv
     from streams.app import edge_options
 
@@ -184,8 +219,10 @@ def adapters_list(node_id: str | None) -> None:
             mark = "*" if v.is_current else " "
             acc = v.metrics.get("holdout_accuracy")
             acc_s = f"holdout {acc:.3f}" if acc is not None else ""
-            click.echo(f"{mark} {n} v{v.version:<4} parent {v.parent!s:<5} {len(v.labels):>3} "
-                       f"intents  {v.created_at}  {acc_s}")
+            click.echo(
+                f"{mark} {n} v{v.version:<4} parent {v.parent!s:<5} {len(v.labels):>3} "
+                f"intents  {v.created_at}  {acc_s}"
+            )
 
 
 @adapters.command("show")
@@ -218,14 +255,19 @@ def adapters_rollback(node_id: str, version: int | None) -> None:
 def show_settings(as_json: bool) -> None:
     """Print every ECC_* setting with its current value, default and meaning."""
     current = _settings()
-    rows = [(name, str(getattr(current, name[4:].lower())), default, doc)
-            for name, default, doc in Settings.describe()]
+    rows = [
+        (name, str(getattr(current, name[4:].lower())), default, doc)
+        for name, default, doc in Settings.describe()
+    ]
     if as_json:
         click.echo(json.dumps({r[0]: r[1] for r in rows if "PASSWORD" not in r[0]}, indent=2))
         return
     for name, value, default, doc in rows:
         shown = "***" if "PASSWORD" in name and value else value
-        click.echo(f"{name:<32} {shown!s:<24} {doc}" + (f" [default {default}]" if shown != default else ""))
+        click.echo(
+            f"{name:<32} {shown!s:<24} {doc}"
+            + (f" [default {default}]" if shown != default else "")
+        )
 
 
 if __name__ == "__main__":

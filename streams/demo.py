@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from models.registry import AdapterRegistry
 from tqdm import tqdm
 
 from learners.edge_node import EdgeNode
 from learners.gate import Scores
 from models.end_model import EndModel
-from models.registry import AdapterRegistry
 from scenarios.datasets import load_dataset, write_csv
 from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
 from streams import topics
@@ -78,8 +78,10 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         batch_max_age_s=min(base.batch_max_age_s, 10.0),
         drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
     )
-    say(f"[1/5] building the {options.scenario!r} scenario "
-        f"({'generator' if not options.data else options.data})")
+    say(
+        f"[1/5] building the {options.scenario!r} scenario "
+        f"({'generator' if not options.data else options.data})"
+    )
     data = load_dataset(options.data) if options.data else None
     scenario = build_scenario(
         ScenarioConfig(
@@ -88,9 +90,11 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         data,
     )
     write_csv(settings.teacher_corpus, scenario.teacher_corpus)
-    say(f"      {len(scenario.stream)} turns over {len(options.nodes)} nodes, drift at turn "
+    say(
+        f"      {len(scenario.stream)} turns over {len(options.nodes)} nodes, drift at turn "
         f"{scenario.onset_index}; emerging intents {scenario.emerging_intents or '-'}; "
-        f"shifted intent {scenario.shifted_intent or '-'}")
+        f"shifted intent {scenario.shifted_intent or '-'}"
+    )
 
     say(f"[2/5] bootstrapping edge nodes from {len(scenario.seed_examples)} labelled examples")
     registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
@@ -166,9 +170,10 @@ class Replay:
         ]
         names = [self.settings.topic_prefix + t for t in watched]
         names += [self.settings.topic_prefix + topics.dlq(t) for t in topics.ALL]
-        async with producer(self.settings, linger_ms=5) as prod, consumer(
-            self.settings, names
-        ) as cons:
+        async with (
+            producer(self.settings, linger_ms=5) as prod,
+            consumer(self.settings, names) as cons,
+        ):
             bar = tqdm(total=len(self.scenario.stream), desc="      turns served", unit="turn")
             send_task = asyncio.create_task(self._send(prod))
             last_activity = time.time()
@@ -231,7 +236,9 @@ class Replay:
             if len(self.served) % 200 == 0:
                 recent = self.served[-200:]
                 acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
-                bar.set_postfix(acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published())
+                bar.set_postfix(
+                    acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published()
+                )
         elif name == topics.DRIFT_EVENTS:
             ev = DriftEvent.model_validate_json(value)
             if ev.kind == "transition":
@@ -239,8 +246,10 @@ class Replay:
                 row["turns_served"] = len(self.served)
                 self.transitions.append(row)
                 mark = "!! DRIFT" if ev.state == "drifting" else "   drift"
-                say(f"      {mark} {ev.node_id}/{ev.intent}: {ev.previous_state} -> {ev.state} "
-                    f"after {len(self.served)} turns (score {ev.score:.2f}; {ev.reason[:90]})")
+                say(
+                    f"      {mark} {ev.node_id}/{ev.intent}: {ev.previous_state} -> {ev.state} "
+                    f"after {len(self.served)} turns (score {ev.score:.2f}; {ev.reason[:90]})"
+                )
         elif name == topics.TEACHER_REQUESTS:
             self.teacher_requests += 1
         elif name == topics.TEACHER_ANNOTATIONS:
@@ -249,9 +258,15 @@ class Replay:
         elif name == topics.TRAINING_BATCHES:
             tb = TrainingBatch.model_validate_json(value)
             sources = Counter(e.source for e in tb.examples)
-            self.batches.append({"batch_id": tb.batch_id, "node": tb.node_id,
-                                 "examples": len(tb.examples), "sources": dict(sources),
-                                 "turns_served": len(self.served)})
+            self.batches.append(
+                {
+                    "batch_id": tb.batch_id,
+                    "node": tb.node_id,
+                    "examples": len(tb.examples),
+                    "sources": dict(sources),
+                    "turns_served": len(self.served),
+                }
+            )
         elif name == topics.ADAPTERS_EVENTS:
             ad = AdapterEvent.model_validate_json(value)
             row = ad.model_dump()
@@ -260,8 +275,10 @@ class Replay:
             acc = ad.metrics.get("holdout_accuracy")
             acc_s = f"held-out acc {acc:.2f}" if acc is not None else ""
             added = f", new intents {ad.labels_added}" if ad.labels_added else ""
-            say(f"      adapter {ad.node_id}: {ad.status} v{ad.candidate or ad.version} "
-                f"{acc_s}{added} ({ad.reason[:70]})")
+            say(
+                f"      adapter {ad.node_id}: {ad.status} v{ad.candidate or ad.version} "
+                f"{acc_s}{added} ({ad.reason[:70]})"
+            )
 
     async def _feedback(self, turn: ChatTurn, label: str, prod: Any) -> None:
         """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash."""
@@ -353,8 +370,14 @@ def summarise(
         "emerging_intents": scenario.emerging_intents,
         "shifted_intent": scenario.shifted_intent,
         "drift_alarms": [
-            {"node": a["node_id"], "intent": a["intent"], "after_turns": a["turns_served"],
-             "score": a["score"], "reason": a["reason"]} for a in alarms
+            {
+                "node": a["node_id"],
+                "intent": a["intent"],
+                "after_turns": a["turns_served"],
+                "score": a["score"],
+                "reason": a["reason"],
+            }
+            for a in alarms
         ],
         "drift_transitions": len(replay.transitions),
         "feedback": dict(replay.feedback),
@@ -393,17 +416,24 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         f"turns served            {s['turns_served']} / {s['turns_sent']} "
         f"(drift from turn {s['drift_onset_turn']})",
         f"drift alarms            {len(s['drift_alarms'])}"
-        + "".join(f"\n    - {a['node']}/{a['intent']} after {a['after_turns']} turns: "
-                  f"{a['reason'][:80]}" for a in s["drift_alarms"]),
+        + "".join(
+            f"\n    - {a['node']}/{a['intent']} after {a['after_turns']} turns: {a['reason'][:80]}"
+            for a in s["drift_alarms"]
+        ),
         f"feedback                {s['feedback']}",
-        f"teacher requests        {s['teacher_requests']} -> annotations {s['teacher_annotations']}",
-        f"training batches        {s['training_batches']} (examples by source {s['batch_sources']})",
+        f"teacher requests        {s['teacher_requests']} "
+        f"-> annotations {s['teacher_annotations']}",
+        f"training batches        {s['training_batches']} "
+        f"(examples by source {s['batch_sources']})",
         f"adapter updates         {s['adapter_events']}; versions {s['adapter_versions']}",
         f"dead letters            {s['dead_letters'] or 'none'}",
         "stream accuracy         before drift {}, after drift before any update {}, "
         "last 20 % {} (drifted turns there {})".format(
-            _pct(acc["before_drift"]), _pct(acc["after_drift_before_first_update"]),
-            _pct(acc["last_20_percent"]), _pct(acc["drifted_turns_in_last_20_percent"])),
+            _pct(acc["before_drift"]),
+            _pct(acc["after_drift_before_first_update"]),
+            _pct(acc["last_20_percent"]),
+            _pct(acc["drifted_turns_in_last_20_percent"]),
+        ),
     ]
     for node, ev in s["eval_set"].items():
         if ev:

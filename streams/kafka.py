@@ -47,9 +47,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            new = [
-                NewTopic(n, settings.topic_partitions, settings.topic_replicas) for n in missing
-            ]
+            new = [NewTopic(n, settings.topic_partitions, settings.topic_replicas) for n in missing]
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
         return missing

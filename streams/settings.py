@@ -24,8 +24,12 @@ def _doc(default: Any, doc: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     # --- Kafka -------------------------------------------------------------------------------
-    broker: str = _doc("", "Kafka bootstrap servers (host:port,...). Empty: `ecc demo` starts its own.")
-    topic_partitions: int = _doc(4, "Partitions of every per-node topic (all equal: co-partitioning).")
+    broker: str = _doc(
+        "", "Kafka bootstrap servers (host:port,...). Empty: `ecc demo` starts its own."
+    )
+    topic_partitions: int = _doc(
+        4, "Partitions of every per-node topic (all equal: co-partitioning)."
+    )
     topic_replicas: int = _doc(1, "Replication factor used when the service creates topics.")
     topic_prefix: str = _doc("", "Prefix put before every topic name (e.g. `prod.`).")
     app_id: str = _doc("ecc", "Faust application id (consumer group of the stream workers).")
@@ -65,7 +69,7 @@ class Settings:
     turn_ttl_s: float = _doc(3600.0, "How long a turn can still receive feedback.")
 
     # --- Drift --------------------------------------------------------------------------------
-    drift_min_turns: int = _doc(60, "Turns an intent needs before its reference is set.")
+    drift_min_turns: int = _doc(30, "Turns an intent needs before its reference is set.")
     drift_snapshot_s: float = _doc(10.0, "Seconds between drift score snapshots on drift.events.")
 
     # --- Teacher ------------------------------------------------------------------------------

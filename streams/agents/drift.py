@@ -11,6 +11,7 @@ from typing import Any
 
 from learners.drift import DriftConfig, DriftMonitor, DriftTransition
 from learners.join import TurnCache
+
 from streams import metrics, topics
 from streams.app import Context
 from streams.schemas import AdapterEvent, ChatTurn, DriftEvent, Feedback, decode_embedding
@@ -20,7 +21,9 @@ STATES = ("stable", "warning", "drifting", "recovering")
 
 def register(ctx: Context) -> None:
     s = ctx.settings
-    monitor = DriftMonitor(DriftConfig(min_turns=s.drift_min_turns, low_confidence=s.low_confidence))
+    monitor = DriftMonitor(
+        DriftConfig(min_turns=s.drift_min_turns, low_confidence=s.low_confidence)
+    )
     predicted: TurnCache[str] = TurnCache(ttl_s=s.turn_ttl_s, max_items=200_000)
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.ADAPTERS_EVENTS)
 

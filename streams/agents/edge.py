@@ -14,8 +14,14 @@ from typing import Any
 from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
 from streams import metrics, topics
 from streams.app import Context
-from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, IntentScore, TrainingBatch
-from streams.schemas import encode_embedding
+from streams.schemas import (
+    AdapterEvent,
+    ChatInbound,
+    ChatTurn,
+    IntentScore,
+    TrainingBatch,
+    encode_embedding,
+)
 
 
 def register(ctx: Context) -> None:

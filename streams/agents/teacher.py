@@ -17,6 +17,7 @@ from typing import Any
 
 from learners.join import TurnCache
 from learners.teacher_policy import TeacherCandidate, TeacherRequestPolicy
+
 from models.encoder import Encoder
 from models.teacher import EmbeddedTeacher, Teacher
 from scenarios.datasets import read_csv
@@ -130,9 +131,7 @@ def register_worker(ctx: Context) -> None:
             if not requests:
                 continue
             started = time.perf_counter()
-            answers = await ctx.run(
-                ctx.infer_pool, teacher[0].annotate, [r.text for r in requests]
-            )
+            answers = await ctx.run(ctx.infer_pool, teacher[0].annotate, [r.text for r in requests])
             metrics.TEACHER_SECONDS.observe(time.perf_counter() - started)
             now = time.time()
             for req, ans in zip(requests, answers, strict=True):

@@ -1,0 +1,114 @@
+"""Edge node on a tiny random BERT: bootstrap, learn a batch, grow, gate, apply once, restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from learners.edge_node import EdgeNode, EdgeOptions, LabelledText, NodeNotBootstrappedError
+from learners.gate import EvalGate
+from learners.replay import ClassBalancedReplay
+from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions
+from models.end_model import EndModel
+from models.registry import AdapterRegistry
+
+SEED_TEXTS = [
+    "where is my parcel",
+    "track my order please",
+    "cancel my order now",
+    "i want to cancel this",
+    "refund status please",
+    "when do i get my money back",
+]
+SEED_LABELS = ["track", "track", "cancel", "cancel", "refund", "refund"]
+
+
+def options(encoder: Path, **gate: float) -> EdgeOptions:
+    return EdgeOptions(
+        encoder_path=str(encoder),
+        max_length=16,
+        train=TrainOptions(learning_rate=1e-2, steps=3, replay_sample=8, seed=1),
+        replay_per_class=8,
+        holdout_every=0,
+        gate=EvalGate(**gate),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture()
+def node(tiny_encoder: Path, tmp_path: Path) -> EdgeNode:
+    reg = AdapterRegistry(tmp_path / "adapters")
+    opts = options(tiny_encoder)
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    return EdgeNode("n1", reg, tmp_path, opts)
+
+
+def batch(prefix: str, label: str, n: int = 4) -> list[LabelledText]:
+    return [LabelledText(f"{prefix}-{i}", f"{prefix} {label} example {i}", label) for i in range(n)]
+
+
+def test_unknown_node_is_refused_with_a_hint(tiny_encoder: Path, tmp_path: Path) -> None:
+    with pytest.raises(NodeNotBootstrappedError, match="ecc node init"):
+        EdgeNode("nobody", AdapterRegistry(tmp_path), tmp_path, options(tiny_encoder))
+
+
+def test_a_batch_publishes_a_version_that_serves(node: EdgeNode) -> None:
+    assert node.version == 1
+    out = node.apply_batch("b1", batch("x", "track"))
+    assert out.status == "published" and out.version == 2 and out.parent == 1
+    preds, version = node.predict(["where is my parcel"])
+    assert version == 2 and preds[0].intent in {"track", "cancel", "refund"}
+    assert node.registry.current("n1").version == 2  # type: ignore[union-attr]
+
+
+def test_a_new_label_grows_the_head(node: EdgeNode) -> None:
+    out = node.apply_batch("b1", batch("gift", "gift_card_balance"))
+    assert out.labels_added == ["gift_card_balance"]
+    assert node.serving.labels[-1] == "gift_card_balance"
+    assert node.registry.current("n1").labels[-1] == "gift_card_balance"  # type: ignore[union-attr]
+
+
+def test_a_batch_is_applied_once_also_after_a_restart(node: EdgeNode, tmp_path: Path) -> None:
+    assert node.apply_batch("b1", batch("x", "track")).status == "published"
+    assert node.apply_batch("b1", batch("x", "track")).status == "skipped"
+    again = EdgeNode("n1", node.registry, tmp_path, node.options)
+    assert again.version == 2
+    assert again.apply_batch("b1", batch("x", "track")).status == "skipped"
+
+
+def test_a_regressing_candidate_is_rejected_and_never_serves(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    reg = AdapterRegistry(tmp_path / "adapters")
+    # a gate that tolerates no change at all on a held-out set of everything
+    opts = options(tiny_encoder, tolerance=-1.0)
+    opts = EdgeOptions(**{**opts.__dict__, "holdout_every": 1})
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    node = EdgeNode("n1", reg, tmp_path, opts)
+    node.holdout.add("where is my parcel", "track")
+    out = node.apply_batch("b1", [LabelledText("keep", "cancel my order now", "cancel")] * 1)
+    assert out.status in {"skipped", "rejected"}
+    assert node.version == 1 and reg.current("n1").version == 1  # type: ignore[union-attr]
+
+
+def test_trainer_refuses_empty_and_mismatched_batches(tiny_encoder: Path) -> None:
+    model = EndModel(tiny_encoder, max_length=16)
+    model.fit_head(SEED_TEXTS, SEED_LABELS)
+    trainer = IncrementalTrainer(model, ClassBalancedReplay(4), TrainOptions(steps=1))
+    with pytest.raises(TrainingGuardError):
+        trainer.train([], [])
+    with pytest.raises(TrainingGuardError):
+        trainer.train(["a", "b"], ["track"])
+
+
+def test_training_is_deterministic_given_a_seed(tiny_encoder: Path) -> None:
+    def run() -> list[float]:
+        model = EndModel(tiny_encoder, max_length=16)
+        model.fit_head(SEED_TEXTS, SEED_LABELS)
+        replay = ClassBalancedReplay(4, seed=3)
+        replay.extend(zip(SEED_TEXTS, SEED_LABELS, strict=True))
+        trainer = IncrementalTrainer(model, replay, TrainOptions(steps=3, seed=3))
+        report = trainer.train(SEED_TEXTS[:3], SEED_LABELS[:3])
+        return [report.loss_first, report.loss_last]
+
+    assert run() == run()

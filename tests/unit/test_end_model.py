@@ -1,0 +1,69 @@
+"""End model on a tiny random BERT: centroid head, growth, state swap, training moves it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.end_model import HEAD_WEIGHT, EndModel
+
+TEXTS = [
+    "where is my parcel",
+    "track my order please",
+    "cancel my order now",
+    "i want to cancel this",
+    "refund status please",
+    "when do i get my money back",
+]
+LABELS = ["track", "track", "cancel", "cancel", "refund", "refund"]
+
+
+@pytest.fixture()
+def model(tiny_encoder: Path) -> EndModel:
+    torch.manual_seed(0)
+    m = EndModel(tiny_encoder, max_length=16)
+    m.fit_head(TEXTS, LABELS)
+    return m
+
+
+def test_centroid_head_predicts_its_examples(model: EndModel) -> None:
+    assert model.labels == ["track", "cancel", "refund"]
+    preds = model.predict(TEXTS)
+    assert len(preds) == len(TEXTS)
+    for p in preds:
+        assert 0.0 <= p.confidence <= 1.0
+        assert p.top_k[0] == (p.intent, p.confidence)
+        assert p.embedding.shape == (32,)
+        assert np.linalg.norm(p.embedding) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_growth_keeps_old_logits(model: EndModel) -> None:
+    with torch.no_grad():
+        before = model.logits(TEXTS).clone()
+    added = model.add_labels(["is there a price match", "match the price"], ["price_match"] * 2)
+    assert added == ["price_match"]
+    with torch.no_grad():
+        after = model.logits(TEXTS)
+    assert after.shape == (len(TEXTS), 4)
+    torch.testing.assert_close(after[:, :3], before)
+    assert model.add_labels(["again"], ["price_match"]) == []
+
+
+def test_state_round_trip_and_shape_check(model: EndModel, tiny_encoder: Path) -> None:
+    other = EndModel(tiny_encoder, max_length=16)
+    other.load_state(model.state(), model.labels)
+    a = [p.top_k for p in model.predict(TEXTS)]
+    b = [p.top_k for p in other.predict(TEXTS)]
+    assert a == b
+    bad = model.state()
+    bad[HEAD_WEIGHT] = bad[HEAD_WEIGHT][:2]
+    with pytest.raises(ValueError, match="does not fit 3 labels"):
+        other.load_state(bad, model.labels)
+
+
+def test_unbootstrapped_model_refuses_to_predict(tiny_encoder: Path) -> None:
+    with pytest.raises(RuntimeError, match="no intents"):
+        EndModel(tiny_encoder).predict(["hi"])
