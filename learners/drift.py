@@ -175,6 +175,7 @@ class _Intent:
     turns: int = 0
     calm: int = 0
     adapter: int | None = None
+    ref_version: int | None = None
     ref_embeddings: list[np.ndarray[Any, Any]] = field(default_factory=list)
     centroid: np.ndarray[Any, Any] | None = None
     dist_mean: float = 0.0
@@ -193,7 +194,8 @@ class _Intent:
 
     @property
     def ready(self) -> bool:
-        return self.centroid is not None
+        """The rate references have their first ``min_turns`` turns."""
+        return self.turns > self.config.min_turns
 
     def score(self) -> float:
         c = self.config
@@ -222,9 +224,14 @@ class _Intent:
         self.cusum_error.value = 0.0
         self.cusum_distance.value = 0.0
 
-    def relearn_reference(self) -> None:
+    def relearn_distance(self) -> None:
         self.centroid = None
         self.ref_embeddings = []
+        self.cusum_distance.value = 0.0
+        self.recent_distance = 0.0
+
+    def relearn_reference(self) -> None:
+        self.relearn_distance()
         self.reset_cusums()
 
 
@@ -251,34 +258,43 @@ class DriftMonitor:
         confidence: float,
         embedding: np.ndarray[Any, Any],
         now: float,
+        version: int = 0,
     ) -> list[DriftTransition]:
+        """A turn predicted as ``intent`` by adapter ``version`` of ``node_id``."""
         c = self.config
         it = self._get(node_id, intent)
         node = self._nodes.setdefault(node_id, _NodeStats())
         it.turns += 1
         low = confidence < c.low_confidence
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if it.ref_version != version:
+            # Embeddings of another adapter version live in another space: the distance
+            # reference is learnt again from this version's turns (rates stay comparable).
+            it.ref_version = version
+            it.relearn_distance()
+        in_distance_reference = it.centroid is None
+        if in_distance_reference:
+            it.ref_embeddings.append(embedding)
+            if len(it.ref_embeddings) >= c.min_turns:
+                self._freeze_reference(it)
         if not it.ready:
             it.low_conf.add(low)
             node.low_conf.add(low)
-            it.ref_embeddings.append(np.asarray(embedding, dtype=np.float32))
-            if len(it.ref_embeddings) >= c.min_turns:
-                self._freeze_reference(it)
             return []
-        assert it.centroid is not None
-        p0 = it.low_conf.shrunk(
-            node.low_conf.shrunk(0.1, 0, c.min_rate), c.prior_weight, c.min_rate
-        )
-        it.cusum_low_conf.update(low, p0)
-        distance = 1.0 - float(np.dot(embedding, it.centroid))
-        z = (distance - it.dist_mean) / max(math.sqrt(it.dist_var), c.min_distance_sd)
-        it.cusum_distance.update(z)
+        prior = node.low_conf.shrunk(0.1, 0, c.min_rate)
+        it.cusum_low_conf.update(low, it.low_conf.shrunk(prior, c.prior_weight, c.min_rate))
         it.recent_low_conf += 0.1 * (float(low) - it.recent_low_conf)
-        it.recent_distance += 0.1 * (z - it.recent_distance)
-        in_control = it.state == DriftState.STABLE and it.score() < c.warn_fraction
-        if in_control:
+        distance = 0.0
+        if not in_distance_reference and it.centroid is not None:
+            distance = 1.0 - float(np.dot(embedding, it.centroid))
+            z = (distance - it.dist_mean) / max(math.sqrt(it.dist_var), c.min_distance_sd)
+            it.cusum_distance.update(z)
+            it.recent_distance += 0.1 * (z - it.recent_distance)
+        if it.state == DriftState.STABLE and it.score() < c.warn_fraction:  # in control
             it.low_conf.add(low)
             node.low_conf.add(low)
-            self._adapt_reference(it, embedding, distance)
+            if not in_distance_reference:
+                self._adapt_reference(it, embedding, distance)
         return self._step(it, now)
 
     def observe_feedback(

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from models.registry import AdapterRegistry
-
 from learners.gate import EvalGate, Scores
 from learners.holdout import HoldoutRouter, HoldoutSet
 from learners.replay import ClassBalancedReplay
 from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions
 from models.end_model import EndModel, LoraOptions, Prediction
+from models.registry import AdapterRegistry
 
 
 class NodeNotBootstrappedError(LookupError):
@@ -84,6 +83,7 @@ class EdgeNode:
         self.router = HoldoutRouter(options.holdout_every)
         self.trainer = IncrementalTrainer(self.working, self.replay, options.train)
         self.applied: set[str] = set()
+        self._scored: tuple[int, list[tuple[str, str]], Scores] | None = None
         self._restore()
 
     # --- construction -----------------------------------------------------------------------
@@ -148,22 +148,34 @@ class EdgeNode:
 
     # --- learning -----------------------------------------------------------------------------
     def apply_batch(self, batch_id: str, examples: Sequence[LabelledText]) -> BatchOutcome:
-        if batch_id in self.applied:
-            return self._outcome("skipped", None, f"batch {batch_id} was applied before", [], {})
+        return self.apply_batches([(batch_id, examples)])
+
+    def apply_batches(self, batches: Sequence[tuple[str, Sequence[LabelledText]]]) -> BatchOutcome:
+        """Learn from one or more batches as one update (the learner coalesces a backlog).
+
+        Batches applied before are skipped; the result is one candidate version, gated,
+        published or rejected as a whole.
+        """
+        fresh = [(b, ex) for b, ex in batches if b not in self.applied]
+        if not fresh:
+            again = ", ".join(b for b, _ in batches)
+            return self._outcome("skipped", None, f"batch {again} was applied before", [], {})
+        ids = [b for b, _ in fresh]
+        examples = [e for _, ex in fresh for e in ex]
         held = [e for e in examples if self.router.is_holdout(e.example_id)]
         train = [e for e in examples if not self.router.is_holdout(e.example_id)]
         for e in held:
             self.holdout.add(e.text, e.label)
         if not train:
-            self._remember(batch_id, held, [])
+            self._remember(ids, held, [])
             return self._outcome("skipped", None, "every example went to the held-out set", [], {})
         ho = self.holdout.items()
-        before = self._score(ho)
+        before = self._serving_score(ho)
         try:
             report = self.trainer.train([e.text for e in train], [e.label for e in train])
         except TrainingGuardError as exc:
             self.working.copy_from(self.serving)
-            self._remember(batch_id, held, [])
+            self._remember(ids, held, [])
             return self._outcome("rejected", None, str(exc), [], {})
         after = self._score(ho)
         decision = self.options.gate.decide(before, after)
@@ -175,10 +187,11 @@ class EdgeNode:
             "loss_last": report.loss_last,
             "train_seconds": report.seconds,
             "examples": float(report.examples),
+            "batches": float(len(ids)),
         }
         if not decision.accept:
             self.working.copy_from(self.serving)
-            self._remember(batch_id, held, [])
+            self._remember(ids, held, [])
             return self._outcome("rejected", None, decision.reason, report.labels_added, metrics)
         parent = self.version
         published = self.registry.publish(
@@ -188,14 +201,15 @@ class EdgeNode:
             base_model=self.working.base_model_name,
             parent=parent,
             metrics={k: v for k, v in metrics.items() if v == v},
-            extra={"batch_id": batch_id, "labels_added": report.labels_added},
+            extra={"batch_ids": ids, "labels_added": report.labels_added},
         )
         with self.serving.lock:  # the swap: between two requests, never during one
             self.serving.load_state(self.working.state(), self.working.labels)
             self.version = published.version
+        self._scored = (published.version, ho, after)
         for e in train:
             self.replay.add(e.text, e.label)
-        self._remember(batch_id, held, train)
+        self._remember(ids, held, train)
         return BatchOutcome(
             "published",
             published.version,
@@ -206,6 +220,16 @@ class EdgeNode:
             metrics,
         )
 
+    def _serving_score(self, items: list[tuple[str, str]]) -> Scores:
+        """The serving version's held-out score (the working copy equals it before training);
+        reused while neither the version nor the held-out set changed."""
+        cached = self._scored
+        if cached is not None and cached[0] == self.version and cached[1] == items:
+            return cached[2]
+        scores = self._score(items)
+        self._scored = (self.version, items, scores)
+        return scores
+
     def _score(self, items: Sequence[tuple[str, str]]) -> Scores:
         if not items:
             return Scores(float("nan"))
@@ -213,14 +237,14 @@ class EdgeNode:
         return Scores.of([y for _, y in items], [p.intent for p in preds])
 
     def _remember(
-        self, batch_id: str, held: Sequence[LabelledText], train: Sequence[LabelledText]
+        self, batch_ids: list[str], held: Sequence[LabelledText], train: Sequence[LabelledText]
     ) -> None:
         with open(self.dir / "examples.jsonl", "a") as f:
             for e, flag in [(e, True) for e in held] + [(e, False) for e in train]:
                 f.write(json.dumps({"text": e.text, "label": e.label, "holdout": flag}) + "\n")
         with open(self.dir / "batches.log", "a") as f:
-            f.write(batch_id + "\n")
-        self.applied.add(batch_id)
+            f.write("".join(b + "\n" for b in batch_ids))
+        self.applied.update(batch_ids)
 
     def _outcome(
         self,

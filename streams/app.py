@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT
-from models.redaction import Redactor
-from models.registry import AdapterRegistry
 
 from learners.edge_node import EdgeNode, EdgeOptions
 from learners.gate import EvalGate
 from learners.trainer import TrainOptions
 from models.end_model import LoraOptions
+from models.redaction import Redactor
+from models.registry import AdapterRegistry
 from streams import metrics, topics
 from streams.schemas import Record, SchemaError, dead_letter, decode
 from streams.settings import Settings
@@ -169,6 +169,7 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,
         topic_allow_declare=False,
+        topic_disable_leader=True,  # no leader features; its topic would not exist on Kafka
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=1.0,
         consumer_auto_offset_reset="earliest",

@@ -177,9 +177,8 @@ def node() -> None:
 )
 def node_init(node_id: str, data: str) -> None:
     """Create NODE_ID's first adapter version from labelled examples (head at centroids)."""
-    from models.registry import AdapterRegistry
-
     from learners.edge_node import EdgeNode
+    from models.registry import AdapterRegistry
     from scenarios.datasets import read_csv
     from streams.app import edge_options
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from models.registry import AdapterRegistry
 from tqdm import tqdm
 
 from learners.edge_node import EdgeNode
 from learners.gate import Scores
 from models.end_model import EndModel
+from models.registry import AdapterRegistry
 from scenarios.datasets import load_dataset, write_csv
 from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
 from streams import topics

@@ -176,7 +176,7 @@ class AdapterEvent(Record):
     version: int = Field(ge=0, description="the serving version after this event")
     candidate: int | None = None
     parent: int | None = None
-    batch_id: Id | None = None
+    batch_ids: list[Id] = Field(default_factory=list, max_length=1024)
     metrics: dict[str, float] = Field(default_factory=dict)
     labels_added: list[Label] = Field(default_factory=list)
     reason: str = ""

@@ -11,7 +11,6 @@ from typing import Any
 
 from learners.drift import DriftConfig, DriftMonitor, DriftTransition
 from learners.join import TurnCache
-
 from streams import metrics, topics
 from streams.app import Context
 from streams.schemas import AdapterEvent, ChatTurn, DriftEvent, Feedback, decode_embedding
@@ -45,6 +44,7 @@ def register(ctx: Context) -> None:
                         turn.confidence,
                         decode_embedding(turn.embedding),
                         now,
+                        turn.adapter_version,
                     )
                 elif kind == topics.CHAT_FEEDBACK:
                     fb = await ctx.decode(event, Feedback, owner=False)

@@ -23,6 +23,8 @@ from streams.schemas import (
     encode_embedding,
 )
 
+LEARN_COALESCE = 16  # most training batches of one node learnt as one update
+
 
 def register(ctx: Context) -> None:
     @ctx.app.agent(ctx.topic(topics.CHAT_INBOUND), name="edge-serve")
@@ -44,16 +46,22 @@ def register(ctx: Context) -> None:
 
     @ctx.app.agent(ctx.topic(topics.TRAINING_BATCHES), name="edge-learn")
     async def edge_learn(stream: Any) -> None:
-        async for event in stream.events():
-            batch = await ctx.decode(event, TrainingBatch)
-            if batch is None:
-                continue
-            try:
-                node = await ctx.edge(batch.node_id)
-            except NodeNotBootstrappedError as exc:
-                await ctx.dead_letter(event, str(exc))
-                continue
-            await learn(ctx, node, batch)
+        # A backlog of batches for one node is learnt as one update: training, not
+        # decoding, is the learner's cost, and the node catches up instead of lagging.
+        async for events in stream.take_events(LEARN_COALESCE, within=0.2):
+            by_node: dict[str, list[tuple[Any, TrainingBatch]]] = defaultdict(list)
+            for event in events:
+                batch = await ctx.decode(event, TrainingBatch)
+                if batch is not None:
+                    by_node[batch.node_id].append((event, batch))
+            for node_id, items in by_node.items():
+                try:
+                    node = await ctx.edge(node_id)
+                except NodeNotBootstrappedError as exc:
+                    for event, _ in items:
+                        await ctx.dead_letter(event, str(exc))
+                    continue
+                await learn(ctx, node, [b for _, b in items])
 
 
 async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:
@@ -81,10 +89,13 @@ async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> Non
         metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
 
 
-async def learn(ctx: Context, node: EdgeNode, batch: TrainingBatch) -> None:
+async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> None:
     started = time.perf_counter()
-    examples = [LabelledText(e.example_id, e.text, e.label) for e in batch.examples]
-    outcome = await ctx.run(ctx.train_pool, node.apply_batch, batch.batch_id, examples)
+    work = [
+        (b.batch_id, [LabelledText(e.example_id, e.text, e.label) for e in b.examples])
+        for b in batches
+    ]
+    outcome = await ctx.run(ctx.train_pool, node.apply_batches, work)
     metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
     metrics.ADAPTER_UPDATES.labels(node.node_id, outcome.status).inc()
     metrics.ADAPTER_VERSION.labels(node.node_id).set(outcome.version)
@@ -96,7 +107,7 @@ async def learn(ctx: Context, node: EdgeNode, batch: TrainingBatch) -> None:
         version=outcome.version,
         candidate=outcome.candidate,
         parent=outcome.parent,
-        batch_id=batch.batch_id,
+        batch_ids=[b.batch_id for b in batches],
         metrics={k: v for k, v in outcome.metrics.items() if v == v},
         labels_added=outcome.labels_added,
         reason=outcome.reason,

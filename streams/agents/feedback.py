@@ -16,7 +16,6 @@ from typing import Any
 from learners.batching import FeedbackBatcher, LabelledExample
 from learners.batching import TrainingBatch as Batch
 from learners.join import TurnCache
-
 from streams import metrics, topics
 from streams.app import Context
 from streams.schemas import ChatTurn, Example, Feedback, TeacherAnnotation, TrainingBatch

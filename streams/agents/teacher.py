@@ -17,7 +17,6 @@ from typing import Any
 
 from learners.join import TurnCache
 from learners.teacher_policy import TeacherCandidate, TeacherRequestPolicy
-
 from models.encoder import Encoder
 from models.teacher import EmbeddedTeacher, Teacher
 from scenarios.datasets import read_csv

@@ -101,3 +101,16 @@ def test_nodes_are_independent(rng: np.random.Generator) -> None:
         monitor.observe_turn("n2", "track", 0.9, _stream(rng, c, 0.3), t)
     assert monitor.state("n1", "track") == DriftState.DRIFTING
     assert monitor.state("n2", "track") == DriftState.STABLE
+
+
+def test_a_new_adapter_version_moving_embeddings_is_not_drift(rng: np.random.Generator) -> None:
+    """LoRA updates move the embedding space; the distance reference follows the version."""
+    monitor = DriftMonitor(DriftConfig(min_turns=20))
+    alarms = []
+    for version in range(1, 6):
+        centre = np.eye(DIM)[0] + 0.6 * version * np.eye(DIM)[1]  # the space rotates
+        for t in range(100):
+            emb = _stream(rng, centre / np.linalg.norm(centre), 0.3)
+            alarms += monitor.observe_turn("n1", "track", 0.9, emb, version * 100 + t, version)
+        monitor.adapter_published("n1", version + 1, version * 100 + 100)
+    assert alarms == []

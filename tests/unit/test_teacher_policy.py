@@ -28,7 +28,9 @@ def test_budget_is_per_node_and_refills() -> None:
     sent = {"n1": 0, "n2": 0}
     for i in range(20):
         for node in ("n1", "n2"):
-            sent[node] += len(p.offer_turn(node, f"{node}-{i}", "track", 0.3, "q " + "x" * (i + 1), 0))
+            sent[node] += len(
+                p.offer_turn(node, f"{node}-{i}", "track", 0.3, "q " + "x" * (i + 1), 0)
+            )
     assert sent == {"n1": 6, "n2": 6}
     assert p.budget_left("n1", 0.0) < 1
     # 10 s later one more token (6 a minute)
