@@ -67,7 +67,7 @@ class DriftConfig:
     """Score from which an intent is in warning."""
     rate_shift: float = 0.3
     """Smallest rise of a rate (low-confidence, error) worth an alarm."""
-    distance_shift: float = 1.0
+    distance_shift: float = 2.0
     """Smallest rise of the mean distance worth an alarm, in reference standard deviations."""
     prior_weight: float = 20.0
     """Pseudo-count pulling an intent's reference rates toward its node's pooled rates."""

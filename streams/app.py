@@ -67,6 +67,9 @@ class Context:
     train_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="train")
     )
+    teacher_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="teacher")
+    )
     _topics: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _edges: dict[str, EdgeNode] = field(default_factory=dict)
     _edge_locks: dict[str, asyncio.Lock] = field(default_factory=dict)

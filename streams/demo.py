@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 import zlib
@@ -114,7 +115,10 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         asyncio.run(ensure_topics(settings))
         env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
         worker = spawn(
-            [sys.executable, "-m", "streams.cli", "serve"], env=env, log=out / "worker.log"
+            [sys.executable, "-m", "streams.cli", "serve"],
+            env=env,
+            log=out / "worker.log",
+            death_signal=signal.SIGKILL,
         )
         try:
             say(f"[4/5] starting the stream worker (log: {out / 'worker.log'})")
@@ -397,6 +401,23 @@ def summarise(
             "drifted_turns_in_last_20_percent": _accuracy([r for r in tail if r["drifted"]]),
         },
         "first_adapter_after_turns": first_new,
+        "adapter_timeline": [
+            {
+                "after_turns": a["turns_served"],
+                "node": a["node_id"],
+                "status": a["status"],
+                "version": a["candidate"] or a["version"],
+                "batches": len(a["batch_ids"]),
+                "train_seconds": round(a["metrics"].get("train_seconds", 0.0), 2),
+                "holdout_accuracy": a["metrics"].get("holdout_accuracy"),
+                "labels_added": a["labels_added"],
+            }
+            for a in replay.adapters
+        ],
+        "batch_timeline": [
+            {k: b[k] for k in ("turns_served", "node", "examples", "sources")}
+            for b in replay.batches
+        ],
         "eval_set": {n: _evaluate(registry, settings, n, scenario) for n in options.nodes},
         "seconds": round(seconds, 1),
     }

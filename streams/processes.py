@@ -1,9 +1,9 @@
 """Child processes that never outlive their parent.
 
 The demo starts a broker and stream workers as child processes. Ctrl-C reaches them through
-the terminal's process group and the parent stops them in order; if the parent dies without
-cleaning up (``kill -9``), Linux's parent-death signal still stops every child, so no broker
-or worker is ever left behind.
+the terminal's process group and the parent stops them in order (SIGTERM, then SIGKILL
+after a grace period); if the parent dies without cleaning up (``kill -9``), Linux's
+parent-death signal still stops every child, so no broker or worker is ever left behind.
 """
 
 from __future__ import annotations
@@ -17,19 +17,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask the kernel for SIGTERM when the parent dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    """What runs in the child between fork and exec: ask the kernel to send ``sig`` when
+    the parent dies."""
+
+    def arm() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return arm
 
 
 def spawn(
@@ -37,8 +42,13 @@ def spawn(
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
     cwd: Path | None = None,
+    death_signal: int = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as a child that is stopped when this process dies."""
+    """Start ``argv`` as a child that gets ``death_signal`` when this process dies.
+
+    A stream worker whose parent died should get SIGKILL: its graceful SIGTERM shutdown
+    waits for a broker that died with the same parent, and would never end.
+    """
     out: IO[bytes] | int = subprocess.DEVNULL
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +61,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent(death_signal),
         )
     finally:
         if not isinstance(out, int):

@@ -11,6 +11,7 @@ chosen by ``ECC_TEACHER_BACKEND`` running in a thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -115,13 +116,24 @@ def register_requests(ctx: Context) -> None:
 
 
 def register_worker(ctx: Context) -> None:
-    teacher: list[Teacher] = []
+    """The teacher runs on its own thread: building its index or answering a batch never
+    holds up serving or an edge node's learner (in production it is a separate service)."""
+    loaded: list[Teacher] = []
+    ready = asyncio.Event()  # binds to the worker's loop on first use
+
+    @ctx.app.task
+    async def load_teacher() -> None:
+        try:
+            loaded.append(await ctx.run(ctx.teacher_pool, build_teacher, ctx.settings))
+            ready.set()
+        except Exception as exc:  # the worker keeps serving; requests wait in their topic
+            log.error("teacher backend failed to load, requests wait: %s", exc)
 
     @ctx.app.agent(ctx.topic(topics.TEACHER_REQUESTS), name="teacher-worker")
     async def teacher_worker(stream: Any) -> None:
         async for events in stream.take_events(32, within=0.2):
-            if not teacher:
-                teacher.append(await ctx.run(ctx.train_pool, build_teacher, ctx.settings))
+            await ready.wait()
+            teacher = loaded[0]
             requests = []
             for event in events:
                 record = await ctx.decode(event, TeacherRequest)
@@ -130,7 +142,7 @@ def register_worker(ctx: Context) -> None:
             if not requests:
                 continue
             started = time.perf_counter()
-            answers = await ctx.run(ctx.infer_pool, teacher[0].annotate, [r.text for r in requests])
+            answers = await ctx.run(ctx.teacher_pool, teacher.annotate, [r.text for r in requests])
             metrics.TEACHER_SECONDS.observe(time.perf_counter() - started)
             now = time.time()
             for req, ans in zip(requests, answers, strict=True):
@@ -141,7 +153,7 @@ def register_worker(ctx: Context) -> None:
                     text=req.text,
                     label=ans.label,
                     confidence=min(max(ans.confidence, 0.0), 1.0),
-                    teacher=teacher[0].name,
+                    teacher=teacher.name,
                     ts=now,
                 )
                 outcome = "abstained" if ans.label is None else "labelled"

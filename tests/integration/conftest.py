@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -36,7 +37,12 @@ def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
 def start_worker(settings: Settings, log: Path, timeout: float = 120.0) -> object:
     """An `ecc serve` process on the test broker; returns once partitions are assigned."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    proc = spawn([sys.executable, "-m", "streams.cli", "serve"], env=env, log=log)
+    proc = spawn(
+        [sys.executable, "-m", "streams.cli", "serve"],
+        env=env,
+        log=log,
+        death_signal=signal.SIGKILL,
+    )
     marker = settings.state_dir / "worker.ready"
     deadline = time.time() + timeout
     while not marker.exists():
