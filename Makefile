@@ -31,14 +31,14 @@ lint: $(STAMP)  ## ruff (lint + format check)
 typecheck: $(STAMP)  ## mypy on the packages
 	$(BIN)/mypy
 
-unit: $(STAMP)  ## unit tests only (no broker)
-	$(BIN)/pytest -q tests/unit
+unit: $(STAMP)  ## unit tests and doctests only (no broker)
+	$(BIN)/pytest -q tests/unit learners models scenarios
 
 integration: $(STAMP)  ## integration tests only (real Tansu broker)
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck  ## lint, types, then every test (unit and integration)
-	$(BIN)/pytest -q -ra tests
+test: lint typecheck  ## lint, types, then every test (unit, doctests, integration)
+	$(BIN)/pytest -q -ra
 
 clean:  ## remove the virtualenv, state and caches
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
