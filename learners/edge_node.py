@@ -12,6 +12,8 @@ delivered again after a restart is skipped.
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +85,7 @@ class EdgeNode:
         self.router = HoldoutRouter(options.holdout_every)
         self.trainer = IncrementalTrainer(self.working, self.replay, options.train)
         self.applied: set[str] = set()
+        self.swap_seconds: deque[float] = deque(maxlen=1000)
         self._scored: tuple[int, list[tuple[str, str]], Scores] | None = None
         self._restore()
 
@@ -203,9 +206,12 @@ class EdgeNode:
             metrics={k: v for k, v in metrics.items() if v == v},
             extra={"batch_ids": ids, "labels_added": report.labels_added},
         )
+        state = self.working.state()
+        paused = time.perf_counter()
         with self.serving.lock:  # the swap: between two requests, never during one
-            self.serving.load_state(self.working.state(), self.working.labels)
+            self.serving.load_state(state, self.working.labels)
             self.version = published.version
+        self.swap_seconds.append(time.perf_counter() - paused)
         self._scored = (published.version, ho, after)
         for e in train:
             self.replay.add(e.text, e.label)

@@ -104,7 +104,9 @@ def demo(
         out=out,
         seed=seed,
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    # Ctrl-C and `kill` stop it cleanly, also when started with SIGINT ignored (background).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         summary = run_demo(options, _settings())
     except KeyboardInterrupt:
@@ -257,6 +259,57 @@ def adapters_rollback(node_id: str, version: int | None) -> None:
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{node_id}: now serving v{v.version}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: each prints its figures and writes them as JSON (and plots)."""
+
+
+@bench.command("learner")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="Dataset folder/file (e.g. ../shared/datasets/banking77). Default: the generator.",
+)
+@click.option("--quick", is_flag=True, help="A small stream and test set (a few minutes).")
+@click.option("--stream-limit", type=int, help="Most labelled examples streamed.")
+@click.option("--test-limit", type=int, help="Most test examples scored.")
+@click.option(
+    "--serving/--no-serving",
+    default=True,
+    show_default=True,
+    help="Also measure serving through a real broker and edge worker.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/bench-learner"),
+    show_default=True,
+    help="Folder for learner.json and the prequential-accuracy plot.",
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+def bench_learner(
+    data: str | None,
+    quick: bool,
+    stream_limit: int | None,
+    test_limit: int | None,
+    serving: bool,
+    out: Path,
+    seed: int,
+) -> None:
+    """The edge learner on real data next to river and offline peers; latency; serving.
+
+    Starts each node from 10 labelled examples per intent and streams the rest of the
+    training split as 32-example feedback batches through the production learner (LoRA,
+    replay, held-out gate). See streams/bench/learner.py for every figure's definition.
+    """
+    from streams.bench.run import run_learner_bench
+
+    if quick:
+        stream_limit = stream_limit or 640
+        test_limit = test_limit or 600
+    run_learner_bench(data, stream_limit, test_limit, serving, out, seed, _settings())
 
 
 @main.command("settings")

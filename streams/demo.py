@@ -127,7 +127,7 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
             replay = Replay(scenario, settings, options)
             asyncio.run(replay.run())
         finally:
-            stop(worker, timeout=20)
+            stop(worker, timeout=10)
     summary = summarise(scenario, replay, registry, settings, options, time.time() - started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out / "summary.json")

@@ -34,11 +34,16 @@ def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     return s
 
 
-def start_worker(settings: Settings, log: Path, timeout: float = 120.0) -> object:
+def start_worker(
+    settings: Settings,
+    log: Path,
+    timeout: float = 120.0,
+    roles: str = "edge,drift,feedback,teacher",
+) -> object:
     """An `ecc serve` process on the test broker; returns once partitions are assigned."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     proc = spawn(
-        [sys.executable, "-m", "streams.cli", "serve"],
+        [sys.executable, "-m", "streams.cli", "serve", "--roles", roles],
         env=env,
         log=log,
         death_signal=signal.SIGKILL,

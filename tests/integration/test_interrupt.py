@@ -45,18 +45,23 @@ def test_stopping_the_demo_leaves_no_process_behind(tmp_path: Path, sig: int, co
         [sys.executable, "-m", "streams.cli", "demo", "--turns", "3000", "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "ECC_METRICS_PORT": "0"},
     )
-    ready = out / "state" / "worker.ready"
-    deadline = time.time() + 300
-    while not ready.exists() and time.time() < deadline and demo.poll() is None:
-        time.sleep(0.2)
-    assert ready.exists(), "the demo's worker never became ready"
-    time.sleep(3)  # traffic is flowing
-    children = descendants(demo.pid)
-    assert len(children) >= 2, "expected a broker and a worker under the demo"
-    demo.send_signal(sig)
-    assert demo.wait(timeout=60) == code
-    deadline = time.time() + 10
-    while any(pid_alive(p) for p in children) and time.time() < deadline:
-        time.sleep(0.1)
-    assert [p for p in children if pid_alive(p)] == []
+    try:
+        ready = out / "state" / "worker.ready"
+        deadline = time.time() + 300
+        while not ready.exists() and time.time() < deadline and demo.poll() is None:
+            time.sleep(0.2)
+        assert ready.exists(), "the demo's worker never became ready"
+        time.sleep(3)  # traffic is flowing
+        children = descendants(demo.pid)
+        assert len(children) >= 2, "expected a broker and a worker under the demo"
+        demo.send_signal(sig)
+        assert demo.wait(timeout=90) == code
+        deadline = time.time() + 10
+        while any(pid_alive(p) for p in children) and time.time() < deadline:
+            time.sleep(0.1)
+        assert [p for p in children if pid_alive(p)] == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()

@@ -1,0 +1,134 @@
+"""An edge worker on the real broker learns a new intent from one batch and then serves it.
+
+A real `ecc serve --roles edge` process with the packaged MiniLM: it serves chat.inbound,
+receives a training batch with examples of an intent it has never seen, publishes a new
+adapter version (head grown by one row), and answers that intent for new utterances of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from learners.edge_node import EdgeNode
+from models.registry import AdapterRegistry
+from scenarios.generator import BASE_INTENTS, sample
+from streams import topics
+from streams.app import edge_options
+from streams.kafka import consumer, ensure_topics, producer
+from streams.processes import stop
+from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, Example, TrainingBatch
+from streams.settings import Settings
+from tests.integration.conftest import start_worker
+
+pytestmark = pytest.mark.integration
+
+NODE = "store-new"
+NEW_INTENT = "gift_card_balance"
+
+
+@pytest.fixture(scope="module")
+def edge_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    state = tmp_path_factory.mktemp("edge-state")
+    s = settings.replace(
+        state_dir=state, app_id="ecc-edge-test", topic_prefix="edge-test.", metrics_port=0
+    )
+    asyncio.run(ensure_topics(s))
+    seeds = sample(BASE_INTENTS, 8, seed=11)
+    EdgeNode.bootstrap(
+        NODE,
+        AdapterRegistry(state / "adapters"),
+        state,
+        [e.text for e in seeds],
+        [e.label for e in seeds],
+        edge_options(s),
+    )
+    return s
+
+
+@pytest.fixture(scope="module")
+def edge_worker(edge_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    log = tmp_path_factory.mktemp("edge-log") / "worker.log"
+    proc = start_worker(edge_settings, log, roles="edge")
+    yield proc
+    stop(proc, timeout=20)
+
+
+async def _ask(s: Settings, texts: list[str], tag: str, timeout: float = 90) -> list[ChatTurn]:
+    """Send ``texts`` to the node and wait for every answer on chat.turns."""
+    ids = {f"{tag}-{i}" for i in range(len(texts))}
+    async with producer(s) as p:
+        for i, text in enumerate(texts):
+            record = ChatInbound(turn_id=f"{tag}-{i}", node_id=NODE, text=text)
+            await p.send(s.topic_prefix + topics.CHAT_INBOUND, record.dumps(), key=NODE.encode())
+        await p.flush()
+    got: dict[str, ChatTurn] = {}
+    async with consumer(s, [s.topic_prefix + topics.CHAT_TURNS]) as c:
+        deadline = time.monotonic() + timeout
+        while ids - set(got) and time.monotonic() < deadline:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    turn = ChatTurn.model_validate_json(m.value)
+                    if turn.turn_id in ids:
+                        got[turn.turn_id] = turn
+    assert set(got) == ids, f"{len(ids - set(got))} turns were not answered"
+    return [got[f"{tag}-{i}"] for i in range(len(texts))]
+
+
+async def _published(s: Settings, timeout: float = 180) -> AdapterEvent:
+    async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    event = AdapterEvent.model_validate_json(m.value)
+                    if event.node_id == NODE:
+                        return event
+    raise TimeoutError("no adapter event")
+
+
+def test_edge_worker_learns_a_new_intent_and_serves_it(
+    edge_worker: Any, edge_settings: Settings
+) -> None:
+    s = edge_settings
+    train = sample([NEW_INTENT], 40, seed=21)
+    fresh = sample([NEW_INTENT], 60, seed=21)[40:]  # same intent, utterances not trained on
+    before = asyncio.run(_ask(s, [e.text for e in fresh], "before"))
+    assert all(t.intent != NEW_INTENT and t.adapter_version == 1 for t in before)
+
+    batch = TrainingBatch(
+        batch_id="b-new-intent",
+        node_id=NODE,
+        examples=[
+            Example(
+                example_id=f"ex-{i}",
+                turn_id=f"t-{i}",
+                text=e.text,
+                label=e.label,
+                source="feedback",
+            )
+            for i, e in enumerate(train)
+        ],
+        created_at=time.time(),
+    )
+
+    async def send_batch() -> None:
+        async with producer(s) as p:
+            await p.send_and_wait(
+                s.topic_prefix + topics.TRAINING_BATCHES, batch.dumps(), key=NODE.encode()
+            )
+
+    asyncio.run(send_batch())
+    event = asyncio.run(_published(s))
+    assert event.status == "published", event.reason
+    assert event.labels_added == [NEW_INTENT] and event.version == 2
+    assert event.batch_ids == ["b-new-intent"]
+
+    after = asyncio.run(_ask(s, [e.text for e in fresh], "after"))
+    assert all(t.adapter_version == 2 for t in after)
+    hits = sum(t.intent == NEW_INTENT for t in after)
+    assert hits >= 0.8 * len(after), f"only {hits}/{len(after)} answered {NEW_INTENT}"
