@@ -40,6 +40,7 @@ class EdgeOptions:
     replay_per_class: int = 32
     holdout_every: int = 5
     holdout_per_class: int = 20
+    holdout_max: int = 300
     gate: EvalGate = field(default_factory=EvalGate)
 
 
@@ -86,7 +87,7 @@ class EdgeNode:
         self.trainer = IncrementalTrainer(self.working, self.replay, options.train)
         self.applied: set[str] = set()
         self.swap_seconds: deque[float] = deque(maxlen=1000)
-        self._scored: tuple[int, list[tuple[str, str]], Scores] | None = None
+        self._serving_preds: tuple[int, dict[str, str]] = (-1, {})
         self._restore()
 
     # --- construction -----------------------------------------------------------------------
@@ -172,15 +173,15 @@ class EdgeNode:
         if not train:
             self._remember(ids, held, [])
             return self._outcome("skipped", None, "every example went to the held-out set", [], {})
-        ho = self.holdout.items()
-        before = self._serving_score(ho)
+        ho = self.holdout.sample(self.options.holdout_max)
+        before = self._serving_score(ho)  # the working copy still equals the serving one
         try:
             report = self.trainer.train([e.text for e in train], [e.label for e in train])
         except TrainingGuardError as exc:
             self.working.copy_from(self.serving)
             self._remember(ids, held, [])
             return self._outcome("rejected", None, str(exc), [], {})
-        after = self._score(ho)
+        after, after_preds = self._score(ho)
         decision = self.options.gate.decide(before, after)
         metrics = {
             "holdout_accuracy": after.accuracy,
@@ -212,7 +213,7 @@ class EdgeNode:
             self.serving.load_state(state, self.working.labels)
             self.version = published.version
         self.swap_seconds.append(time.perf_counter() - paused)
-        self._scored = (published.version, ho, after)
+        self._serving_preds = (published.version, after_preds)
         for e in train:
             self.replay.add(e.text, e.label)
         self._remember(ids, held, train)
@@ -227,20 +228,24 @@ class EdgeNode:
         )
 
     def _serving_score(self, items: list[tuple[str, str]]) -> Scores:
-        """The serving version's held-out score (the working copy equals it before training);
-        reused while neither the version nor the held-out set changed."""
-        cached = self._scored
-        if cached is not None and cached[0] == self.version and cached[1] == items:
-            return cached[2]
-        scores = self._score(items)
-        self._scored = (self.version, items, scores)
-        return scores
+        """The serving version's held-out score. Its predictions are kept per text, so only
+        examples new to the held-out set are predicted again (the gate's cost stays flat)."""
+        version, cached = self._serving_preds
+        if version != self.version:
+            cached = {}
+        missing = [t for t, _ in items if t not in cached]
+        if missing:
+            for text, pred in zip(missing, self.working.predict(missing, k=1), strict=True):
+                cached[text] = pred.intent
+        self._serving_preds = (self.version, cached)
+        return _scores(items, [cached[t] for t, _ in items])
 
-    def _score(self, items: Sequence[tuple[str, str]]) -> Scores:
-        if not items:
-            return Scores(float("nan"))
-        preds = self.working.predict([t for t, _ in items], k=1)
-        return Scores.of([y for _, y in items], [p.intent for p in preds])
+    def _score(self, items: Sequence[tuple[str, str]]) -> tuple[Scores, dict[str, str]]:
+        """The working copy's held-out score, and its prediction for each text."""
+        preds = (
+            [p.intent for p in self.working.predict([t for t, _ in items], k=1)] if items else []
+        )
+        return _scores(items, preds), {t: p for (t, _), p in zip(items, preds, strict=True)}
 
     def _remember(
         self, batch_ids: list[str], held: Sequence[LabelledText], train: Sequence[LabelledText]
@@ -272,3 +277,7 @@ class EdgeNode:
                 self.version = meta.version
             self.working.load_state(tensors, meta.labels)
         return self.version
+
+
+def _scores(items: Sequence[tuple[str, str]], preds: Sequence[str]) -> Scores:
+    return Scores.of([y for _, y in items], preds) if items else Scores(float("nan"))

@@ -32,4 +32,19 @@ class HoldoutRouter:
 
 
 class HoldoutSet(ClassReservoir):
-    """At most ``per_class`` held-out examples per intent, never trained on."""
+    """At most ``per_class`` held-out examples per intent, never trained on.
+
+    >>> ho = HoldoutSet(per_class=3)
+    >>> for i in range(3):
+    ...     ho.add(f"track {i}", "track"); ho.add(f"cancel {i}", "cancel")
+    >>> ho.sample(4)
+    [('cancel 0', 'cancel'), ('cancel 1', 'cancel'), ('track 0', 'track'), ('track 1', 'track')]
+    """
+
+    def sample(self, limit: int) -> list[tuple[str, str]]:
+        """At most ``limit`` examples, the same number per intent, the same every call
+        (so that the gate's cost stays bounded however many intents a node has)."""
+        if not self._kept:
+            return []
+        per = max(1, limit // len(self._kept))
+        return sorted((t, lab) for lab, texts in self._kept.items() for t in texts[:per])

@@ -49,6 +49,7 @@ def edge_options(s: Settings) -> EdgeOptions:
         ),
         replay_per_class=s.replay_per_class,
         holdout_every=s.holdout_every,
+        holdout_max=s.holdout_max,
         gate=EvalGate(tolerance=s.gate_tolerance),
     )
 

@@ -57,6 +57,7 @@ class Settings:
     replay_per_class: int = _doc(32, "Replay buffer: examples kept per intent.")
     replay_sample: int = _doc(32, "Replay examples mixed into each step.")
     holdout_every: int = _doc(5, "Every n-th labelled example is held out for the eval gate.")
+    holdout_max: int = _doc(300, "Most held-out examples a candidate is scored on.")
     gate_tolerance: float = _doc(0.02, "Largest held-out accuracy drop a new version may have.")
     keep_versions: int = _doc(20, "Adapter versions kept per node.")
     infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")

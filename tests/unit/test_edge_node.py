@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 from learners.edge_node import EdgeNode, EdgeOptions, LabelledText, NodeNotBootstrappedError
 from learners.gate import EvalGate
 from learners.replay import ClassBalancedReplay
-from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions
+from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions, TrainReport
 from models.end_model import EndModel
 from models.registry import AdapterRegistry
 
@@ -112,3 +114,43 @@ def test_training_is_deterministic_given_a_seed(tiny_encoder: Path) -> None:
         return [report.loss_first, report.loss_last]
 
     assert run() == run()
+
+
+class CorruptingTrainer(IncrementalTrainer):
+    """Trains, then scrambles the head: a candidate the gate must never let serve."""
+
+    def train(self, texts: Sequence[str], labels: Sequence[str]) -> TrainReport:
+        report = super().train(texts, labels)
+        with torch.no_grad():
+            self.model.head.weight.copy_(torch.randn_like(self.model.head.weight))
+        return report
+
+
+def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Path) -> None:
+    reg = AdapterRegistry(tmp_path / "adapters")
+    opts = options(tiny_encoder)
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    node = EdgeNode("n1", reg, tmp_path, opts)
+    for text, label in zip(SEED_TEXTS, SEED_LABELS, strict=True):
+        node.holdout.add(text, label)
+    node.trainer = CorruptingTrainer(node.working, node.replay, opts.train)
+    before = node.predict(SEED_TEXTS)[0]
+    out = node.apply_batch("b1", batch("x", "track"))
+    assert out.status == "rejected" and "fell" in out.reason
+    assert node.version == 1 and reg.current("n1").version == 1  # type: ignore[union-attr]
+    after = node.predict(SEED_TEXTS)[0]
+    assert [p.intent for p in after] == [p.intent for p in before]
+    # the working copy is back to the serving weights
+    working, serving = node.working.state(), node.serving.state()
+    assert all(torch.equal(working[k], serving[k]) for k in serving)
+
+
+def test_replay_stays_bounded_and_class_balanced() -> None:
+    replay = ClassBalancedReplay(per_class=5, seed=0)
+    for i in range(1000):
+        replay.add(f"common {i}", "common")
+    for i in range(3):
+        replay.add(f"rare {i}", "rare")
+    assert len(replay) == 8
+    drawn = [label for _, label in replay.sample(6)]
+    assert drawn.count("rare") == 3 and drawn.count("common") == 3
