@@ -34,9 +34,12 @@ class Teacher(Protocol):
 class EmbeddedTeacher:
     """k-nearest-neighbour vote over an embedded labelled corpus.
 
-    >>> teacher = EmbeddedTeacher(Encoder(), texts, labels)  # doctest: +SKIP
-    >>> teacher.annotate(["is my gift card still valid"])  # doctest: +SKIP
-    [Annotation(label='gift_card_balance', confidence=0.9)]
+    >>> texts = ["how much is left on my gift card", "gift card balance please",
+    ...          "where is my parcel", "track my order"]
+    >>> labels = ["gift_card_balance", "gift_card_balance", "track_order", "track_order"]
+    >>> teacher = EmbeddedTeacher(Encoder(), texts, labels, k=2)
+    >>> [a.label for a in teacher.annotate(["is my gift card still valid"])]
+    ['gift_card_balance']
     """
 
     name = "embedded-knn"
