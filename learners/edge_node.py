@@ -267,8 +267,13 @@ class EdgeNode:
     ) -> BatchOutcome:
         return BatchOutcome(status, self.version, candidate, self.version, reason, added, metrics)
 
-    def reload(self) -> int:
-        """Serve the registry's current version (after a rollback, say)."""
+    def reload(self) -> tuple[int, int]:
+        """Serve the registry's current version (after a rollback, say).
+
+        Returns the versions served before and after; call it from the thread that applies
+        batches, so a publish in progress is never mistaken for a rollback.
+        """
+        before = self.version
         current = self.registry.current(self.node_id)
         if current is not None and current.version != self.version:
             meta, tensors = self.registry.load(self.node_id, current.version)
@@ -276,7 +281,7 @@ class EdgeNode:
                 self.serving.load_state(tensors, meta.labels)
                 self.version = meta.version
             self.working.load_state(tensors, meta.labels)
-        return self.version
+        return before, self.version
 
 
 def _scores(items: Sequence[tuple[str, str]], preds: Sequence[str]) -> Scores:

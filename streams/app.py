@@ -146,6 +146,10 @@ class Context:
                 metrics.ADAPTER_VERSION.labels(node_id).set(self._edges[node_id].version)
         return self._edges[node_id]
 
+    def loaded_edges(self) -> list[EdgeNode]:
+        """The edge nodes this worker has loaded so far."""
+        return list(self._edges.values())
+
     async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking model work off the event loop, so streams keep flowing."""
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

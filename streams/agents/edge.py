@@ -24,6 +24,7 @@ from streams.schemas import (
 )
 
 LEARN_COALESCE = 16  # most training batches of one node learnt as one update
+ROLLBACK_POLL_S = 5.0  # how often a worker checks its nodes' registry pointer
 
 
 def register(ctx: Context) -> None:
@@ -62,6 +63,23 @@ def register(ctx: Context) -> None:
                         await ctx.dead_letter(event, str(exc))
                     continue
                 await learn(ctx, node, [b for _, b in items])
+
+    @ctx.app.timer(interval=ROLLBACK_POLL_S)
+    async def follow_registry() -> None:
+        """`ecc adapters rollback` takes effect on a running worker within a few seconds."""
+        for node in ctx.loaded_edges():
+            before, version = await ctx.run(ctx.train_pool, node.reload)
+            if version != before:
+                metrics.ADAPTER_VERSION.labels(node.node_id).set(version)
+                event = AdapterEvent(
+                    node_id=node.node_id,
+                    status="rolled_back",
+                    version=version,
+                    parent=before,
+                    reason=f"registry now serves v{version} (was v{before})",
+                    ts=time.time(),
+                )
+                await ctx.send(topics.ADAPTERS_EVENTS, event, key=node.node_id)
 
 
 async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:

@@ -79,16 +79,20 @@ async def _ask(s: Settings, texts: list[str], tag: str, timeout: float = 90) -> 
     return [got[f"{tag}-{i}"] for i in range(len(texts))]
 
 
-async def _published(s: Settings, timeout: float = 180) -> AdapterEvent:
+async def _published(
+    s: Settings,
+    statuses: tuple[str, ...] = ("published", "rejected", "skipped"),
+    timeout: float = 180,
+) -> AdapterEvent:
     async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for msgs in (await c.getmany(timeout_ms=300)).values():
                 for m in msgs:
                     event = AdapterEvent.model_validate_json(m.value)
-                    if event.node_id == NODE:
+                    if event.node_id == NODE and event.status in statuses:
                         return event
-    raise TimeoutError("no adapter event")
+    raise TimeoutError(f"no adapter event {statuses}")
 
 
 def test_edge_worker_learns_a_new_intent_and_serves_it(
@@ -132,3 +136,10 @@ def test_edge_worker_learns_a_new_intent_and_serves_it(
     assert all(t.adapter_version == 2 for t in after)
     hits = sum(t.intent == NEW_INTENT for t in after)
     assert hits >= 0.8 * len(after), f"only {hits}/{len(after)} answered {NEW_INTENT}"
+
+    # `ecc adapters rollback` on the registry: the running worker follows within seconds
+    AdapterRegistry(s.state_dir / "adapters").rollback(NODE)
+    rolled = asyncio.run(_published(s, ("rolled_back",)))
+    assert rolled.version == 1
+    again = asyncio.run(_ask(s, [e.text for e in fresh[:5]], "rolled"))
+    assert all(t.adapter_version == 1 and t.intent != NEW_INTENT for t in again)
