@@ -9,6 +9,17 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
+# A few labelled utterances for unit tests of the end model and the edge node.
+SEED_TEXTS = [
+    "where is my parcel",
+    "track my order please",
+    "cancel my order now",
+    "i want to cancel this",
+    "refund status please",
+    "when do i get my money back",
+]
+SEED_LABELS = ["track", "track", "cancel", "cancel", "refund", "refund"]
+
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:

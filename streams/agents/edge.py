@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
 from streams import metrics, topics
@@ -23,6 +24,8 @@ from streams.schemas import (
     encode_embedding,
 )
 
+R = TypeVar("R", ChatInbound, TrainingBatch)
+
 LEARN_COALESCE = 16  # most training batches of one node learnt as one update
 ROLLBACK_POLL_S = 5.0  # how often a worker checks its nodes' registry pointer
 
@@ -31,38 +34,16 @@ def register(ctx: Context) -> None:
     @ctx.app.agent(ctx.topic(topics.CHAT_INBOUND), name="edge-serve")
     async def edge_serve(stream: Any) -> None:
         async for events in stream.take_events(ctx.settings.infer_batch, within=0.05):
-            by_node: dict[str, list[tuple[Any, ChatInbound]]] = defaultdict(list)
-            for event in events:
-                record = await ctx.decode(event, ChatInbound)
-                if record is not None:
-                    by_node[record.node_id].append((event, record))
-            for node_id, items in by_node.items():
-                try:
-                    node = await ctx.edge(node_id)
-                except NodeNotBootstrappedError as exc:
-                    for event, _ in items:
-                        await ctx.dead_letter(event, str(exc))
-                    continue
-                await serve(ctx, node, [r for _, r in items])
+            async for node, records in per_node(ctx, events, ChatInbound):
+                await serve(ctx, node, records)
 
     @ctx.app.agent(ctx.topic(topics.TRAINING_BATCHES), name="edge-learn")
     async def edge_learn(stream: Any) -> None:
         # A backlog of batches for one node is learnt as one update: training, not
         # decoding, is the learner's cost, and the node catches up instead of lagging.
         async for events in stream.take_events(LEARN_COALESCE, within=0.2):
-            by_node: dict[str, list[tuple[Any, TrainingBatch]]] = defaultdict(list)
-            for event in events:
-                batch = await ctx.decode(event, TrainingBatch)
-                if batch is not None:
-                    by_node[batch.node_id].append((event, batch))
-            for node_id, items in by_node.items():
-                try:
-                    node = await ctx.edge(node_id)
-                except NodeNotBootstrappedError as exc:
-                    for event, _ in items:
-                        await ctx.dead_letter(event, str(exc))
-                    continue
-                await learn(ctx, node, [b for _, b in items])
+            async for node, batches in per_node(ctx, events, TrainingBatch):
+                await learn(ctx, node, batches)
 
     @ctx.app.timer(interval=ROLLBACK_POLL_S)
     async def follow_registry() -> None:
@@ -80,6 +61,26 @@ def register(ctx: Context) -> None:
                     ts=time.time(),
                 )
                 await ctx.send(topics.ADAPTERS_EVENTS, event, key=node.node_id)
+
+
+async def per_node(
+    ctx: Context, events: list[Any], cls: type[R]
+) -> AsyncIterator[tuple[EdgeNode, list[R]]]:
+    """Decode ``events`` (bad ones to the DLQ) and group them by node; records of a node
+    this worker cannot load go to the DLQ with the reason."""
+    by_node: dict[str, list[tuple[Any, R]]] = defaultdict(list)
+    for event in events:
+        record = await ctx.decode(event, cls)
+        if record is not None:
+            by_node[record.node_id].append((event, record))
+    for node_id, items in by_node.items():
+        try:
+            node = await ctx.edge(node_id)
+        except NodeNotBootstrappedError as exc:
+            for event, _ in items:
+                await ctx.dead_letter(event, str(exc))
+            continue
+        yield node, [record for _, record in items]
 
 
 async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from learners.edge_node import EdgeNode
+from models.registry import AdapterRegistry
+from scenarios.generator import BASE_INTENTS, sample
+from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics
 from streams.processes import spawn, stop
@@ -58,3 +62,17 @@ def start_worker(
             raise TimeoutError(f"worker not ready in {timeout} s:\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
     return proc
+
+
+def bootstrap_node(settings: Settings, node_id: str, seed: int, per_intent: int = 5) -> None:
+    """Give ``node_id`` its first adapter version from generated examples of every base
+    intent (what `ecc node init` does from a CSV)."""
+    seeds = sample(BASE_INTENTS, per_intent, seed=seed)
+    EdgeNode.bootstrap(
+        node_id,
+        AdapterRegistry(settings.state_dir / "adapters"),
+        settings.state_dir,
+        [e.text for e in seeds],
+        [e.label for e in seeds],
+        edge_options(settings),
+    )

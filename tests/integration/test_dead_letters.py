@@ -12,17 +12,14 @@ from typing import Any
 
 import pytest
 
-from learners.edge_node import EdgeNode
-from models.registry import AdapterRegistry
 from scenarios.datasets import write_csv
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
-from streams.app import edge_options
 from streams.kafka import consumer, producer
 from streams.processes import stop
 from streams.schemas import ChatInbound, ChatTurn, DeadLetter
 from streams.settings import Settings
-from tests.integration.conftest import start_worker
+from tests.integration.conftest import bootstrap_node, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +40,12 @@ INPUT_TOPICS = [
 @pytest.fixture(scope="module")
 def worker_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     state = tmp_path_factory.mktemp("dlq-state")
-    seeds = sample(BASE_INTENTS, 5, seed=1)
     corpus = state / "corpus.csv"
     write_csv(corpus, sample(BASE_INTENTS, 10, seed=2))
     s = settings.replace(
         state_dir=state, app_id="ecc-dlq-test", teacher_corpus=str(corpus), metrics_port=0
     )
-    registry = AdapterRegistry(state / "adapters")
-    EdgeNode.bootstrap(
-        "store-t",
-        registry,
-        state,
-        [e.text for e in seeds],
-        [e.label for e in seeds],
-        edge_options(s),
-    )
+    bootstrap_node(s, "store-t", seed=1)
     return s
 
 

@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 
-from learners.edge_node import EdgeNode
 from models.registry import AdapterRegistry
-from scenarios.generator import BASE_INTENTS, sample
+from scenarios.generator import sample
 from streams import topics
-from streams.app import edge_options
 from streams.kafka import consumer, ensure_topics, producer
 from streams.processes import stop
 from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, Example, TrainingBatch
 from streams.settings import Settings
-from tests.integration.conftest import start_worker
+from tests.integration.conftest import bootstrap_node, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +36,7 @@ def edge_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
         state_dir=state, app_id="ecc-edge-test", topic_prefix="edge-test.", metrics_port=0
     )
     asyncio.run(ensure_topics(s))
-    seeds = sample(BASE_INTENTS, 8, seed=11)
-    EdgeNode.bootstrap(
-        NODE,
-        AdapterRegistry(state / "adapters"),
-        state,
-        [e.text for e in seeds],
-        [e.label for e in seeds],
-        edge_options(s),
-    )
+    bootstrap_node(s, NODE, seed=11, per_intent=8)
     return s
 
 

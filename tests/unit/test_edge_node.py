@@ -14,16 +14,7 @@ from learners.replay import ClassBalancedReplay
 from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions, TrainReport
 from models.end_model import EndModel
 from models.registry import AdapterRegistry
-
-SEED_TEXTS = [
-    "where is my parcel",
-    "track my order please",
-    "cancel my order now",
-    "i want to cancel this",
-    "refund status please",
-    "when do i get my money back",
-]
-SEED_LABELS = ["track", "track", "cancel", "cancel", "refund", "refund"]
+from tests.conftest import SEED_LABELS, SEED_TEXTS
 
 
 def options(encoder: Path, **gate: float) -> EdgeOptions:

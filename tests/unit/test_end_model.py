@@ -9,16 +9,9 @@ import pytest
 import torch
 
 from models.end_model import HEAD_WEIGHT, EndModel
+from tests.conftest import SEED_LABELS, SEED_TEXTS
 
-TEXTS = [
-    "where is my parcel",
-    "track my order please",
-    "cancel my order now",
-    "i want to cancel this",
-    "refund status please",
-    "when do i get my money back",
-]
-LABELS = ["track", "track", "cancel", "cancel", "refund", "refund"]
+TEXTS, LABELS = SEED_TEXTS, SEED_LABELS
 
 
 @pytest.fixture()
