@@ -362,6 +362,10 @@ def summarise(
     onset = scenario.onset_index
     published = [a for a in replay.adapters if a["status"] == "published"]
     first_new = min((a["turns_served"] for a in published), default=None)
+    first_after: dict[str, int] = {}  # per node: the first version published after the onset
+    for a in published:
+        if a["turns_served"] >= onset and a["node_id"] not in first_after:
+            first_after[a["node_id"]] = a["candidate"] or a["version"]
     tail = served[-max(1, len(served) // 5) :]
     alarms = [t for t in replay.transitions if t["state"] == "drifting"]
     summary: dict[str, Any] = {
@@ -394,8 +398,12 @@ def summarise(
         "dead_letters": dict(replay.dead_letters),
         "stream_accuracy": {
             "before_drift": _accuracy([r for r in served if r["index"] < onset]),
-            "after_drift_before_first_update": _accuracy(
-                [r for r in served if r["index"] >= onset and r["version"] == 1]
+            "after_drift_before_update": _accuracy(
+                [
+                    r
+                    for r in served
+                    if r["index"] >= onset and r["version"] < first_after.get(r["node"], 10**9)
+                ]
             ),
             "last_20_percent": _accuracy(tail),
             "drifted_turns_in_last_20_percent": _accuracy([r for r in tail if r["drifted"]]),
@@ -448,10 +456,10 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         f"(examples by source {s['batch_sources']})",
         f"adapter updates         {s['adapter_events']}; versions {s['adapter_versions']}",
         f"dead letters            {s['dead_letters'] or 'none'}",
-        "stream accuracy         before drift {}, after drift before any update {}, "
+        "stream accuracy         before drift {}, after drift before an update {}, "
         "last 20 % {} (drifted turns there {})".format(
             _pct(acc["before_drift"]),
-            _pct(acc["after_drift_before_first_update"]),
+            _pct(acc["after_drift_before_update"]),
             _pct(acc["last_20_percent"]),
             _pct(acc["drifted_turns_in_last_20_percent"]),
         ),
