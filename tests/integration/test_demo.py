@@ -8,6 +8,7 @@ emerging intents.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "ECC_METRICS_PORT": "0"},  # a demo elsewhere may hold 9464
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
