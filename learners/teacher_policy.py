@@ -47,7 +47,7 @@ class TokenBucket:
         self.at = now
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.tokens = self.left(now)
         self.at = max(self.at, now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
@@ -55,6 +55,7 @@ class TokenBucket:
         return False
 
     def left(self, now: float) -> float:
+        """Tokens available at ``now`` (saved ones plus the refill since the last take)."""
         return min(self.capacity, self.tokens + max(0.0, now - self.at) * self.rate)
 
 

@@ -128,14 +128,17 @@ class AdapterRegistry:
             is_current=self._current_number(node_id) == version,
         )
 
-    def versions(self, node_id: str) -> list[VersionInfo]:
+    def _numbers(self, node_id: str) -> list[int]:
+        """Version numbers on disk, from the folder names alone (no manifest is read)."""
         folder = self.root / node_id
         if not folder.exists():
             return []
-        numbers = sorted(
+        return sorted(
             int(p.name[1:]) for p in folder.iterdir() if p.name.startswith("v") and p.is_dir()
         )
-        return [v for n in numbers if (v := self.get(node_id, n)) is not None]
+
+    def versions(self, node_id: str) -> list[VersionInfo]:
+        return [v for n in self._numbers(node_id) if (v := self.get(node_id, n)) is not None]
 
     def current(self, node_id: str) -> VersionInfo | None:
         number = self._current_number(node_id)
@@ -178,7 +181,7 @@ class AdapterRegistry:
             try:
                 weights = tmp / WEIGHTS
                 save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, weights)
-                existing = [v.version for v in self.versions(node_id)]
+                existing = self._numbers(node_id)
                 version = max([0, *existing, self._current_number(node_id) or 0]) + 1
                 manifest = {
                     "format": FORMAT,
@@ -220,7 +223,7 @@ class AdapterRegistry:
 
     def _prune(self, node_id: str) -> None:
         current = self._current_number(node_id)
-        versions = [v.version for v in self.versions(node_id)]
+        versions = self._numbers(node_id)
         for old in versions[: max(0, len(versions) - self.keep_last)]:
             if old != current:
                 shutil.rmtree(self.root / node_id / _dir_name(old), ignore_errors=True)

@@ -28,6 +28,7 @@ from models.registry import AdapterRegistry
 from streams import metrics, topics
 from streams.schemas import Record, SchemaError, dead_letter, decode
 from streams.settings import Settings
+from streams.workers import ready_marker
 
 log = logging.getLogger("ecc")
 R = TypeVar("R", bound=Record)
@@ -198,7 +199,7 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
 
 def _ready_marker(ctx: Context) -> None:
     """Write ``<state_dir>/worker.ready`` once partitions are assigned (the demo waits on it)."""
-    marker = ctx.settings.state_dir / "worker.ready"
+    marker = ready_marker(ctx.settings)
     marker.unlink(missing_ok=True)
 
     @ctx.app.task

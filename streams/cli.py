@@ -146,10 +146,6 @@ def serve(roles: str) -> None:
     app, _ = create_app(settings, tuple(r for r in roles.split(",") if r))
     metrics.serve(settings.metrics_port)
     logging.basicConfig(level=settings.log_level.upper())
-    # The event loop, inference and training share the GIL; torch releases it in every op
-    # but a waiting thread may wait a whole switch interval to get it back (5 ms by
-    # default), which stretched LoRA updates 4x while traffic flowed. Switch sooner.
-    sys.setswitchinterval(0.0005)
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 

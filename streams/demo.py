@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import time
 import zlib
@@ -34,7 +33,7 @@ from streams import topics
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import spawn, stop
+from streams.processes import stop
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
@@ -45,6 +44,7 @@ from streams.schemas import (
     TrainingBatch,
 )
 from streams.settings import Settings
+from streams.workers import start_worker
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,15 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         settings = settings.replace(broker=broker.bootstrap)
         say(f"[3/5] Tansu broker on {broker.bootstrap}; creating topics")
         asyncio.run(ensure_topics(settings))
-        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        worker = spawn(
-            [sys.executable, "-m", "streams.cli", "serve"],
-            env=env,
-            log=out / "worker.log",
-            death_signal=signal.SIGKILL,
-        )
+        say(f"[4/5] starting the stream worker (log: {out / 'worker.log'})")
+        with tqdm(desc="      waiting for partitions", bar_format="{desc} {elapsed}") as bar:
+            worker = start_worker(
+                settings,
+                out / "worker.log",
+                timeout=options.worker_start_timeout_s,
+                tick=lambda: bar.update(0),
+            )
         try:
-            say(f"[4/5] starting the stream worker (log: {out / 'worker.log'})")
-            _wait_ready(settings, worker, out / "worker.log", options.worker_start_timeout_s)
             say(f"[5/5] replaying {len(scenario.stream)} turns at {options.rate:g}/s")
             replay = Replay(scenario, settings, options)
             asyncio.run(replay.run())
@@ -132,20 +131,6 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out / "summary.json")
     return summary
-
-
-def _wait_ready(settings: Settings, worker: Any, log: Path, timeout: float) -> None:
-    marker = settings.state_dir / "worker.ready"
-    deadline = time.time() + timeout
-    with tqdm(desc="      waiting for partitions", bar_format="{desc} {elapsed}") as bar:
-        while not marker.exists():
-            if worker.poll() is not None:
-                tail = log.read_text()[-3000:] if log.exists() else ""
-                raise RuntimeError(f"the stream worker exited ({worker.returncode}):\n{tail}")
-            if time.time() > deadline:
-                raise TimeoutError(f"the stream worker was not ready in {timeout:.0f} s; see {log}")
-            time.sleep(0.2)
-            bar.update(0)
 
 
 @dataclass

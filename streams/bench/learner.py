@@ -97,7 +97,7 @@ def _batches(items: Sequence[Example], size: int) -> list[list[Example]]:
 
 
 def _acc(truth: Sequence[str], pred: Sequence[str]) -> float:
-    return sum(t == p for t, p in zip(truth, pred, strict=True)) / max(1, len(truth))
+    return Scores.of(truth, pred).accuracy
 
 
 def _subset_acc(test: Sequence[Example], pred: Sequence[str], labels: set[str]) -> float:
@@ -257,8 +257,10 @@ def run_offline_peer(
     xt = torch.from_numpy(embed([e.text for e in plan.test]))
     with torch.no_grad():
         pred = [labels[int(i)] for i in (xt @ w + b).argmax(1)]
-    scores = Scores.of([e.label for e in plan.test], pred)
-    return {"test_accuracy": scores.accuracy, "train_examples": len(data.train)}
+    return {
+        "test_accuracy": _acc([e.label for e in plan.test], pred),
+        "train_examples": len(data.train),
+    }
 
 
 def embedder(encoder_path: str | None) -> Callable[[list[str]], np.ndarray[Any, Any]]:

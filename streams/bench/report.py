@@ -25,14 +25,19 @@ def environment() -> dict[str, Any]:
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
+    """Strict JSON: a figure that could not be measured (NaN) is written as null."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=_plain))
+    path.write_text(json.dumps(_plain(report), indent=2, allow_nan=False))
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    return str(value)
+    return value
 
 
 def fmt(value: Any, pct: bool = False, digits: int = 1) -> str:

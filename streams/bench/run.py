@@ -95,7 +95,7 @@ def run_learner_bench(
 
 
 def render(r: dict[str, Any], out: Path) -> str:
-    e, rv, off, lat = r["edge_learner"], r["river_peer"], r["offline_peer"], {}
+    e, rv, off = r["edge_learner"], r["river_peer"], r["offline_peer"]
     lat = e["latency"]
     f = e["forgetting"]
     rows = [

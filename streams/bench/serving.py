@@ -9,9 +9,6 @@ model's own batched throughput in this process is the limit to compare with.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,9 +23,10 @@ from streams import topics
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import spawn, stop
+from streams.processes import stop
 from streams.schemas import ChatInbound, ChatTurn
 from streams.settings import Settings
+from streams.workers import start_worker
 
 NODE = "bench-node"
 
@@ -106,19 +104,8 @@ def run_serving(
         node = EdgeNode(NODE, registry, state, opts)
         limit = model_throughput(node, texts, s.infer_batch)
         del node
-        env = {**os.environ, **s.to_env(), "PYTHONUNBUFFERED": "1"}
-        worker = spawn(
-            [sys.executable, "-m", "streams.cli", "serve", "--roles", "edge"],
-            env=env,
-            log=log_dir / "serving-worker.log",
-            death_signal=signal.SIGKILL,
-        )
+        worker = start_worker(s, log_dir / "serving-worker.log", roles="edge")
         try:
-            deadline = time.time() + 180
-            while not (state / "worker.ready").exists():
-                if worker.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"bench worker did not start; see {log_dir}")
-                time.sleep(0.2)
             asyncio.run(_exchange(s, texts[:64], "warm", None))
             burst = asyncio.run(_exchange(s, texts, "burst", None))
             paced_rate = max(1.0, burst["turns_per_s"] / 2)

@@ -19,7 +19,8 @@ from streams.kafka import consumer, producer
 from streams.processes import stop
 from streams.schemas import ChatInbound, ChatTurn, DeadLetter
 from streams.settings import Settings
-from tests.integration.conftest import bootstrap_node, start_worker
+from streams.workers import start_worker
+from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from streams.kafka import consumer, ensure_topics, producer
 from streams.processes import stop
 from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, Example, TrainingBatch
 from streams.settings import Settings
-from tests.integration.conftest import bootstrap_node, start_worker
+from streams.workers import start_worker
+from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration
 
