@@ -184,6 +184,7 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         producer_linger=0.005,
+        producer_max_batch_size=settings.producer_batch_bytes,
         stream_buffer_maxsize=8192,
         autodiscover=False,
     )

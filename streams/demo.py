@@ -42,6 +42,7 @@ from streams.schemas import (
     Feedback,
     TeacherAnnotation,
     TrainingBatch,
+    TurnBatch,
 )
 from streams.settings import Settings
 from streams.workers import start_worker
@@ -207,27 +208,8 @@ class Replay:
             self.dead_letters[name] += 1
             say(f"      ! dead letter on {name}: {json.loads(value).get('error', '')[:120]}")
         elif name == topics.CHAT_TURNS:
-            turn = ChatTurn.model_validate_json(value)
-            true = truth[turn.turn_id]
-            self.served.append(
-                {
-                    "index": true.index,
-                    "node": turn.node_id,
-                    "label": true.label,
-                    "predicted": turn.intent,
-                    "confidence": turn.confidence,
-                    "version": turn.adapter_version,
-                    "drifted": true.drifted,
-                }
-            )
-            bar.update(1)
-            await self._feedback(turn, true.label, prod)
-            if len(self.served) % 200 == 0:
-                recent = self.served[-200:]
-                acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
-                bar.set_postfix(
-                    acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published()
-                )
+            for turn in TurnBatch.model_validate_json(value).chat_turns():
+                await self._served(turn, truth, prod, bar)
         elif name == topics.DRIFT_EVENTS:
             ev = DriftEvent.model_validate_json(value)
             if ev.kind == "transition":
@@ -268,6 +250,28 @@ class Replay:
                 f"      adapter {ad.node_id}: {ad.status} v{ad.candidate or ad.version} "
                 f"{acc_s}{added} ({ad.reason[:70]})"
             )
+
+    async def _served(
+        self, turn: ChatTurn, truth: dict[str, Any], prod: Any, bar: tqdm[Any]
+    ) -> None:
+        true = truth[turn.turn_id]
+        self.served.append(
+            {
+                "index": true.index,
+                "node": turn.node_id,
+                "label": true.label,
+                "predicted": turn.intent,
+                "confidence": turn.confidence,
+                "version": turn.adapter_version,
+                "drifted": true.drifted,
+            }
+        )
+        bar.update(1)
+        await self._feedback(turn, true.label, prod)
+        if len(self.served) % 200 == 0:
+            recent = self.served[-200:]
+            acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
+            bar.set_postfix(acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published())
 
     async def _feedback(self, turn: ChatTurn, label: str, prod: Any) -> None:
         """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash."""

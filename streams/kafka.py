@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.topics import TABLES, TopicNames, changelog
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -34,20 +34,30 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create every topic of the service (and its DLQ) that does not exist yet.
+    """Create every topic of the service (its DLQs and table changelogs) that does not exist.
 
     All get ``ECC_TOPIC_PARTITIONS`` partitions: Faust refuses co-partitioned topics with
     different counts, and some brokers (Tansu) cannot add partitions later.
     Returns the names that were created.
     """
     names = TopicNames(settings.topic_prefix).all_with_dlq()
+    tables = [changelog(settings.app_id, t) for t in TABLES]
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
     await _retry(admin.start, timeout)
     try:
         existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
+        missing = [n for n in names + tables if n not in existing]
         if missing:
-            new = [NewTopic(n, settings.topic_partitions, settings.topic_replicas) for n in missing]
+            compact = {"cleanup.policy": "compact"}
+            new = [
+                NewTopic(
+                    n,
+                    settings.topic_partitions,
+                    settings.topic_replicas,
+                    topic_configs=compact if n in tables else {},
+                )
+                for n in missing
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
         return missing

@@ -20,6 +20,18 @@ DRIFT_STATE = Gauge(
     "ecc_drift_state", "1 for the intent's current state", ["node", "intent", "state"]
 )
 DRIFT_ALARMS = Counter("ecc_drift_alarms_total", "Transitions into drifting", ["node", "intent"])
+DRIFT_SIGNAL = Gauge(
+    "ecc_drift_signal", "Each drift signal's score (CUSUM / level)", ["node", "intent", "signal"]
+)
+DRIFT_TURNS = Counter("ecc_drift_turns_scored_total", "Turns scored by the drift agent", ["node"])
+DRIFT_BATCH_SECONDS = Histogram(
+    "ecc_drift_batch_seconds",
+    "Drift agent time per buffer of records (decode, score, checkpoint)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+DRIFT_CHECKPOINTS = Counter(
+    "ecc_drift_checkpoint_records_total", "Drift state records written to the table changelog"
+)
 FEEDBACK = Counter("ecc_feedback_total", "Feedback received", ["node", "kind"])
 JOIN_MISSES = Counter("ecc_feedback_join_misses_total", "Feedback whose turn is unknown", ["node"])
 BATCHES = Counter("ecc_training_batches_total", "Training batches emitted", ["node", "reason"])

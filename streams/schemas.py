@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -67,21 +68,105 @@ class IntentScore(BaseModel):
     score: Unit
 
 
-class ChatTurn(Record):
-    """An edge node's answer to a turn: prediction and a compact embedding, redacted text."""
+class ServedTurn(BaseModel):
+    """One turn inside a :class:`TurnBatch`: redacted text and the prediction served."""
 
-    topic: ClassVar[str] = "chat.turns"
+    model_config = ConfigDict(extra="forbid", frozen=True)
     turn_id: Id
-    node_id: NodeId
     text: Text
     intent: Label
     confidence: Unit
     top_k: list[IntentScore] = Field(max_length=10)
-    embedding: str = Field(max_length=8192, description="base64 float16, unit norm")
+    ts: float
+    redacted: dict[str, int] = Field(default_factory=dict)
+
+
+MAX_TURNS_PER_BATCH = 512
+
+
+class TurnBatch(Record):
+    """The turns an edge node answered in one micro-batch, with their embeddings as one matrix.
+
+    One Kafka record carries many turns because about 100 us of every record is the stream
+    processor's own cost: per-turn records would cap a drift worker near 10k turns/s.
+    ``embeddings`` is base64 of a row-major ``len(turns) x dim`` little-endian float16 matrix
+    of unit-norm vectors (768 bytes a turn at 384 dims).
+    """
+
+    topic: ClassVar[str] = "chat.turns"
+    node_id: NodeId
     adapter_version: int = Field(ge=0)
+    served_at: float
+    turns: list[ServedTurn] = Field(min_length=1, max_length=MAX_TURNS_PER_BATCH)
+    dim: int = Field(ge=1, le=4096)
+    embeddings: str = Field(max_length=MAX_TURNS_PER_BATCH * 4096 * 3)
+
+    @model_validator(mode="after")
+    def _embedding_shape(self) -> TurnBatch:
+        try:
+            size = len(base64.b64decode(self.embeddings, validate=True))
+        except ValueError:
+            raise ValueError("embeddings: not base64") from None
+        if size != len(self.turns) * self.dim * 2:
+            raise ValueError(
+                f"embeddings: {size} bytes, expected {len(self.turns)} turns x {self.dim} "
+                "dims x 2 bytes (float16)"
+            )
+        return self
+
+    @classmethod
+    def of(
+        cls,
+        node_id: str,
+        adapter_version: int,
+        turns: list[ServedTurn],
+        embeddings: np.ndarray[Any, Any],
+        served_at: float,
+    ) -> TurnBatch:
+        matrix = np.asarray(embeddings, dtype="<f2").reshape(len(turns), -1)
+        return cls(
+            node_id=node_id,
+            adapter_version=adapter_version,
+            served_at=served_at,
+            turns=turns,
+            dim=matrix.shape[1],
+            embeddings=base64.b64encode(matrix.tobytes()).decode(),
+        )
+
+    def embedding_matrix(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The turns' embeddings, one float32 row per turn."""
+        raw = np.frombuffer(base64.b64decode(self.embeddings), dtype="<f2")
+        return raw.reshape(len(self.turns), self.dim).astype(np.float32)
+
+    def chat_turns(self) -> list[ChatTurn]:
+        """One :class:`ChatTurn` per turn, for consumers that handle turns one at a time."""
+        return [
+            ChatTurn(
+                turn_id=t.turn_id,
+                node_id=self.node_id,
+                text=t.text,
+                intent=t.intent,
+                confidence=t.confidence,
+                adapter_version=self.adapter_version,
+                ts=t.ts,
+                served_at=self.served_at,
+            )
+            for t in self.turns
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """A served turn with its node (an in-memory view of one row of a :class:`TurnBatch`)."""
+
+    turn_id: str
+    node_id: str
+    text: str
+    intent: str
+    confidence: float
+    adapter_version: int
     ts: float
     served_at: float
-    redacted: dict[str, int] = Field(default_factory=dict)
 
 
 FeedbackKind = Literal["thumbs_up", "thumbs_down", "correction", "rating", "escalated"]
@@ -204,7 +289,7 @@ BY_TOPIC: dict[str, type[Record]] = {
     cls.topic: cls
     for cls in (
         ChatInbound,
-        ChatTurn,
+        TurnBatch,
         Feedback,
         DriftEvent,
         TeacherRequest,
@@ -258,12 +343,3 @@ def dead_letter(
         error=error[:2000],
         original_b64=base64.b64encode(raw or b"").decode(),
     )
-
-
-def encode_embedding(vector: np.ndarray[Any, Any]) -> str:
-    """A float vector as base64 of little-endian float16 (768 bytes for 384 dims)."""
-    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode()
-
-
-def decode_embedding(data: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.frombuffer(base64.b64decode(data), dtype="<f2").astype(np.float32)

@@ -34,6 +34,11 @@ class Settings:
     topic_prefix: str = _doc("", "Prefix put before every topic name (e.g. `prod.`).")
     app_id: str = _doc("ecc", "Faust application id (consumer group of the stream workers).")
     broker_session_timeout: float = _doc(6.0, "Consumer session timeout in seconds.")
+    producer_batch_bytes: int = _doc(
+        1,
+        "Producer batch size in bytes. 1 (a record per batch) works around the embedded "
+        "broker's end-offset bug so table recovery is exact; use 16384+ on Apache Kafka.",
+    )
     security_protocol: str = _doc("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
     sasl_mechanism: str = _doc("PLAIN", "SASL mechanism when a SASL protocol is used.")
     sasl_username: str = _doc("", "SASL user name.")
@@ -72,6 +77,12 @@ class Settings:
     # --- Drift --------------------------------------------------------------------------------
     drift_min_turns: int = _doc(30, "Turns an intent needs before its reference is set.")
     drift_snapshot_s: float = _doc(10.0, "Seconds between drift score snapshots on drift.events.")
+    drift_threshold: float = _doc(
+        10.0, "CUSUM decision level of every drift signal (higher: fewer, later alarms)."
+    )
+    drift_checkpoint_s: float = _doc(
+        1.0, "Seconds between checkpoints of the drift state to its table (alarms: always)."
+    )
 
     # --- Teacher ------------------------------------------------------------------------------
     teacher_backend: str = _doc("embedded", "`embedded` (local cloud-corpus model) or `openai`.")

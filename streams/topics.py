@@ -32,6 +32,15 @@ ALL = (
 
 DLQ_SUFFIX = ".dlq"
 
+DRIFT_STATE_TABLE = "drift-state"
+"""Faust table of the drift agent's per-node state; its changelog is compacted."""
+TABLES = (DRIFT_STATE_TABLE,)
+
+
+def changelog(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
+
 
 def dlq(topic: str) -> str:
     """Name of the dead-letter topic of ``topic``."""

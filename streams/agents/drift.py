@@ -1,67 +1,175 @@
 """Drift agent: chat.turns, chat.feedback and adapters.events -> drift.events.
 
 Scoring and the per-intent state machine live in :mod:`learners.drift`; this agent feeds
-them, publishes every state change and a periodic score snapshot, and keeps the gauges.
+them a node's whole :class:`TurnBatch` at a time, publishes every state change and a
+periodic score snapshot, and keeps the gauges.
+
+The state survives restarts in the Faust table ``drift-state``: one record per node (its
+pooled rates and the last offset of each input topic it includes) and one per
+``node/intent``. Records go to the partition of the node's input records, so the worker
+that owns a node's partitions recovers its state. Dirty state is checkpointed every
+``ECC_DRIFT_CHECKPOINT_S`` and always, flushed to the broker, before a transition is
+published: a restarted worker never alarms twice for one shift. Input records at or below
+the stored offsets are skipped, so replayed records are not counted twice.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
-from learners.drift import DriftConfig, DriftMonitor, DriftTransition
+import faust
+import numpy as np
+from faust.types import EventT
+
+from learners.drift import SIGNALS, DriftConfig, DriftMonitor, DriftTransition
 from learners.join import TurnCache
 from streams import metrics, topics
 from streams.app import Context
-from streams.schemas import AdapterEvent, ChatTurn, DriftEvent, Feedback, decode_embedding
+from streams.schemas import AdapterEvent, DriftEvent, Feedback, TurnBatch
 
+log = logging.getLogger("ecc.drift")
 STATES = ("stable", "warning", "drifting", "recovering")
+
+
+class DriftStore:
+    """The monitor's state in a Faust table: load a node on first sight, save what changed."""
+
+    def __init__(self, ctx: Context, monitor: DriftMonitor) -> None:
+        self.ctx = ctx
+        self.monitor = monitor
+        self.table = ctx.app.Table(
+            topics.DRIFT_STATE_TABLE,
+            default=None,
+            partitions=ctx.settings.topic_partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+        self.partition: dict[str, int] = {}
+        self.last = time.monotonic()
+
+    def load(self, node_id: str, partition: int) -> None:
+        """Make sure the monitor holds ``node_id``'s state (from the table if it has one)."""
+        if node_id in self.partition:
+            return
+        self.partition[node_id] = partition
+        data = self.table.data
+        node = data.get(node_id)
+        if node is None:
+            return
+        prefix = node_id + "/"
+        intents = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+        self.monitor.restore(node_id, node, intents)
+
+    async def save(self, force: bool = False) -> None:
+        """Write dirty state if the checkpoint interval passed (or ``force``), and flush."""
+        if not force and time.monotonic() - self.last < self.ctx.settings.drift_checkpoint_s:
+            return
+        self.last = time.monotonic()
+        written = 0
+        for node_id, intent in self.monitor.take_dirty():
+            if node_id not in self.partition:
+                continue
+            if intent is None:
+                key, value = node_id, self.monitor.export_node(node_id)
+            else:
+                key, value = f"{node_id}/{intent}", self.monitor.export_intent(node_id, intent)
+            self.table.data[key] = value
+            self.table.send_changelog(self.partition[node_id], key, value)
+            written += 1
+        if written:
+            metrics.DRIFT_CHECKPOINTS.inc(written)
+        if force and written:
+            await self.ctx.app.producer.flush()
+
+    async def forget_all(self) -> None:
+        """Partitions moved: save, then drop in-memory state (it reloads from the table)."""
+        await self.save(force=True)
+        for node_id in list(self.partition):
+            self.monitor.forget(node_id)
+        self.partition.clear()
 
 
 def register(ctx: Context) -> None:
     s = ctx.settings
     monitor = DriftMonitor(
-        DriftConfig(min_turns=s.drift_min_turns, low_confidence=s.low_confidence)
+        DriftConfig(
+            min_turns=s.drift_min_turns,
+            low_confidence=s.low_confidence,
+            threshold=s.drift_threshold,
+            gaussian_threshold=s.drift_threshold,
+        )
     )
+    store = DriftStore(ctx, monitor)
     predicted: TurnCache[str] = TurnCache(ttl_s=s.turn_ttl_s, max_items=200_000)
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.ADAPTERS_EVENTS)
+
+    def fresh(event: EventT, node_id: str) -> bool:
+        """Load the node's state; False if the record is already part of it (a replay)."""
+        msg = event.message
+        store.load(node_id, msg.partition)
+        if msg.offset <= monitor.offset(node_id, msg.topic):
+            return False
+        monitor.set_offset(node_id, msg.topic, msg.offset)
+        return True
+
+    async def handle(event: EventT, now: float) -> list[DriftTransition]:
+        kind = ctx.topic_of(event)
+        if kind == topics.CHAT_TURNS:
+            batch = await ctx.decode(event, TurnBatch)
+            if batch is None or not fresh(event, batch.node_id):
+                return []
+            intents = [t.intent for t in batch.turns]
+            for t in batch.turns:
+                predicted.put(t.turn_id, t.intent, now)
+            metrics.DRIFT_TURNS.labels(batch.node_id).inc(len(intents))
+            return monitor.observe_turns(
+                batch.node_id,
+                intents,
+                np.array([t.confidence for t in batch.turns]),
+                batch.embedding_matrix(),
+                now,
+                batch.adapter_version,
+            )
+        if kind == topics.CHAT_FEEDBACK:
+            fb = await ctx.decode(event, Feedback, owner=False)
+            intent = predicted.get(fb.turn_id, now) if fb is not None else None
+            if fb is None or intent is None or not fresh(event, fb.node_id):
+                return []
+            if fb.kind not in {"thumbs_up", "thumbs_down", "correction"}:
+                return []
+            wrong = fb.kind == "thumbs_down" or (fb.kind == "correction" and fb.label != intent)
+            return monitor.observe_feedback(fb.node_id, intent, wrong, now)
+        adapter = await ctx.decode(event, AdapterEvent)
+        if adapter is None or not fresh(event, adapter.node_id):
+            return []
+        if adapter.status == "published":
+            return monitor.adapter_published(adapter.node_id, adapter.version, now)
+        return []
 
     @ctx.app.agent(source, name="drift")
     async def drift(stream: Any) -> None:
         async for events in stream.take_events(1000, within=0.05):
+            started = time.perf_counter()
             now = time.time()
+            changes: list[DriftTransition] = []
             for event in events:
-                kind = ctx.topic_of(event)
-                changes: list[DriftTransition] = []
-                if kind == topics.CHAT_TURNS:
-                    turn = await ctx.decode(event, ChatTurn)
-                    if turn is None:
-                        continue
-                    predicted.put(turn.turn_id, turn.intent, now)
-                    changes = monitor.observe_turn(
-                        turn.node_id,
-                        turn.intent,
-                        turn.confidence,
-                        decode_embedding(turn.embedding),
-                        now,
-                        turn.adapter_version,
-                    )
-                elif kind == topics.CHAT_FEEDBACK:
-                    fb = await ctx.decode(event, Feedback, owner=False)
-                    intent = predicted.get(fb.turn_id, now) if fb is not None else None
-                    if fb is None or intent is None:
-                        continue
-                    wrong = fb.kind == "thumbs_down" or (
-                        fb.kind == "correction" and fb.label != intent
-                    )
-                    if fb.kind in {"thumbs_up", "thumbs_down", "correction"}:
-                        changes = monitor.observe_feedback(fb.node_id, intent, wrong, now)
-                else:
-                    adapter = await ctx.decode(event, AdapterEvent)
-                    if adapter is not None and adapter.status == "published":
-                        changes = monitor.adapter_published(adapter.node_id, adapter.version, now)
-                for change in changes:
-                    await publish(ctx, change)
+                try:
+                    changes += await handle(event, now)
+                except Exception as exc:  # one bad record must not stop drift scoring
+                    log.exception("drift scoring failed on a record")
+                    await ctx.dead_letter(event, f"drift scoring failed: {exc!r}"[:500])
+            # The state that includes a transition reaches the broker before the
+            # transition does: a worker killed in between resumes past it, never repeats it.
+            await store.save(force=bool(changes))
+            for change in changes:
+                await publish(ctx, change)
+            metrics.DRIFT_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    @ctx.app.on_partitions_revoked.connect
+    def on_revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
+        return store.forget_all()
 
     @ctx.app.timer(interval=s.drift_snapshot_s)
     async def snapshot() -> None:
@@ -71,6 +179,10 @@ def register(ctx: Context) -> None:
             for name in STATES:
                 metrics.DRIFT_STATE.labels(status.node_id, status.intent, name).set(
                     1.0 if status.state.value == name else 0.0
+                )
+            for signal in SIGNALS:
+                metrics.DRIFT_SIGNAL.labels(status.node_id, status.intent, signal).set(
+                    status.signals[signal]
                 )
             event = DriftEvent(
                 node_id=status.node_id,

@@ -1,5 +1,7 @@
 """Edge node agents: serve chat.inbound -> chat.turns; learn training.batches -> adapters.events.
 
+Serving publishes one :class:`TurnBatch` per micro-batch of a node's turns.
+
 Inference and training run in their own threads (one each), so the event loop keeps
 consuming while a batch of turns is predicted or a LoRA update runs; the swap to a new
 version happens inside :class:`learners.edge_node.EdgeNode` between two requests.
@@ -12,16 +14,18 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+import numpy as np
+
 from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
 from streams import metrics, topics
 from streams.app import Context
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
-    ChatTurn,
     IntentScore,
+    ServedTurn,
     TrainingBatch,
-    encode_embedding,
+    TurnBatch,
 )
 
 R = TypeVar("R", ChatInbound, TrainingBatch)
@@ -88,24 +92,25 @@ async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> Non
     preds, version = await ctx.run(ctx.infer_pool, node.predict, [r.text for r in records])
     metrics.INFER_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
     now = time.time()
+    served = []
     for record, pred in zip(records, preds, strict=True):
         redaction = ctx.redactor.redact(record.text)
-        turn = ChatTurn(
-            turn_id=record.turn_id,
-            node_id=record.node_id,
-            text=redaction.text,
-            intent=pred.intent,
-            confidence=min(max(pred.confidence, 0.0), 1.0),
-            top_k=[IntentScore(intent=i, score=min(max(s, 0.0), 1.0)) for i, s in pred.top_k],
-            embedding=encode_embedding(pred.embedding),
-            adapter_version=version,
-            ts=record.ts,
-            served_at=now,
-            redacted=redaction.found,
+        served.append(
+            ServedTurn(
+                turn_id=record.turn_id,
+                text=redaction.text,
+                intent=pred.intent,
+                confidence=min(max(pred.confidence, 0.0), 1.0),
+                top_k=[IntentScore(intent=i, score=min(max(s, 0.0), 1.0)) for i, s in pred.top_k],
+                ts=record.ts,
+                redacted=redaction.found,
+            )
         )
-        await ctx.send(topics.CHAT_TURNS, turn, key=record.node_id)
         metrics.TURNS.labels(node.node_id, pred.intent).inc()
         metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
+    embeddings = np.stack([pred.embedding for pred in preds])
+    batch = TurnBatch.of(node.node_id, version, served, embeddings, served_at=now)
+    await ctx.send(topics.CHAT_TURNS, batch, key=node.node_id)
 
 
 async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> None:

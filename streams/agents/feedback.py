@@ -18,7 +18,7 @@ from learners.batching import TrainingBatch as Batch
 from learners.join import TurnCache
 from streams import metrics, topics
 from streams.app import Context
-from streams.schemas import ChatTurn, Example, Feedback, TeacherAnnotation, TrainingBatch
+from streams.schemas import Example, Feedback, TeacherAnnotation, TrainingBatch, TurnBatch
 
 JOIN_WAIT_S = 15.0
 
@@ -82,9 +82,10 @@ def register(ctx: Context) -> None:
             now = time.time()
             kind = ctx.topic_of(event)
             if kind == topics.CHAT_TURNS:
-                turn = await ctx.decode(event, ChatTurn, owner=False)
-                if turn is not None:
-                    turns.put(turn.turn_id, TurnInfo(turn.node_id, turn.text, turn.intent), now)
+                batch = await ctx.decode(event, TurnBatch, owner=False)
+                if batch is not None:
+                    for t in batch.turns:
+                        turns.put(t.turn_id, TurnInfo(batch.node_id, t.text, t.intent), now)
             elif kind == topics.CHAT_FEEDBACK:
                 fb = await ctx.decode(event, Feedback)
                 if fb is None:

@@ -29,6 +29,7 @@ from streams.schemas import (
     Feedback,
     TeacherAnnotation,
     TeacherRequest,
+    TurnBatch,
 )
 from streams.settings import Settings
 
@@ -82,16 +83,17 @@ def register_requests(ctx: Context) -> None:
             now = time.time()
             kind = ctx.topic_of(event)
             if kind == topics.CHAT_TURNS:
-                turn = await ctx.decode(event, ChatTurn, owner=False)
-                if turn is None:
+                batch = await ctx.decode(event, TurnBatch, owner=False)
+                if batch is None:
                     continue
-                recent.put(turn.turn_id, turn, now)
-                await request(
-                    policy.offer_turn(
-                        turn.node_id, turn.turn_id, turn.intent, turn.confidence, turn.text, now
-                    ),
-                    now,
-                )
+                for turn in batch.chat_turns():
+                    recent.put(turn.turn_id, turn, now)
+                    await request(
+                        policy.offer_turn(
+                            turn.node_id, turn.turn_id, turn.intent, turn.confidence, turn.text, now
+                        ),
+                        now,
+                    )
             elif kind == topics.DRIFT_EVENTS:
                 drift = await ctx.decode(event, DriftEvent)
                 if drift is None or drift.kind != "transition":
@@ -105,11 +107,11 @@ def register_requests(ctx: Context) -> None:
                 fb = await ctx.decode(event, Feedback, owner=False)
                 if fb is None or fb.kind != "thumbs_down":
                     continue
-                turn = recent.get(fb.turn_id, now)
-                if turn is not None:
+                seen = recent.get(fb.turn_id, now)
+                if seen is not None:
                     await request(
                         policy.offer_thumbs_down(
-                            turn.node_id, turn.turn_id, turn.intent, turn.text, now
+                            seen.node_id, seen.turn_id, seen.intent, seen.text, now
                         ),
                         now,
                     )

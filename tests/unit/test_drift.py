@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -114,3 +117,102 @@ def test_a_new_adapter_version_moving_embeddings_is_not_drift(rng: np.random.Gen
             alarms += monitor.observe_turn("n1", "track", 0.9, emb, version * 100 + t, version)
         monitor.adapter_published("n1", version + 1, version * 100 + 100)
     assert alarms == []
+
+
+def _batches(rng: np.random.Generator, n: int, shift_from: int) -> list[tuple[list[str], Any]]:
+    """Turn batches over 4 intents; from batch ``shift_from`` on, intent-0 turns go astray."""
+    out = []
+    for b in range(n):
+        intents = [f"intent-{k}" for k in rng.integers(0, 4, 25)]
+        emb, conf = [], []
+        for name in intents:
+            off = b >= shift_from and name == "intent-0"
+            emb.append(_stream(rng, np.eye(DIM)[9 if off else int(name[-1])], 0.3))
+            conf.append(float(np.clip(rng.normal(0.4 if off else 0.85, 0.1), 0, 1)))
+        out.append((intents, (np.array(conf), np.stack(emb))))
+    return out
+
+
+def _feed(monitor: DriftMonitor, batches: list[tuple[list[str], Any]], t0: int = 0) -> list[Any]:
+    alarms = []
+    for t, (intents, (conf, emb)) in enumerate(batches, start=t0):
+        alarms += monitor.observe_turns("n1", intents, conf, emb, float(t))
+    return alarms
+
+
+def test_a_batch_scores_like_its_turns_one_by_one(rng: np.random.Generator) -> None:
+    """The vectorised path and the turn-by-turn path reach the same states and scores."""
+    batches = _batches(rng, 80, shift_from=60)
+    whole, single = DriftMonitor(), DriftMonitor()
+    got_whole = _feed(whole, batches)
+    got_single = []
+    for t, (intents, (conf, emb)) in enumerate(batches):
+        for i, name in enumerate(intents):
+            got_single += single.observe_turns("n1", [name], conf[i : i + 1], emb[i : i + 1], t)
+    # Share is scored per batch, so only the turn-level signals are compared.
+    assert [(a.intent, a.new) for a in got_whole if a.new == DriftState.DRIFTING] == [
+        ("intent-0", DriftState.DRIFTING)
+    ]
+    assert [(a.intent, a.new) for a in got_single if a.new == DriftState.DRIFTING] == [
+        ("intent-0", DriftState.DRIFTING)
+    ]
+    w = {s.intent: s for s in whole.snapshot()}
+    o = {s.intent: s for s in single.snapshot()}
+    for name in ("intent-1", "intent-2", "intent-3"):
+        assert w[name].turns == o[name].turns
+        assert w[name].signals["distance_z"] == pytest.approx(
+            o[name].signals["distance_z"], abs=0.3
+        )
+
+
+def test_exported_state_resumes_exactly(rng: np.random.Generator) -> None:
+    """A monitor restored from its exported (JSON) state continues as if never stopped."""
+    batches = _batches(rng, 90, shift_from=70)
+    straight = DriftMonitor()
+    expected = _feed(straight, batches)
+    first = DriftMonitor()
+    got = _feed(first, batches[:75])  # stop mid-shift
+    exported = json.loads(
+        json.dumps(
+            {
+                "node": first.export_node("n1"),
+                "intents": {
+                    s.intent: first.export_intent("n1", s.intent) for s in first.snapshot()
+                },
+            }
+        )
+    )
+    second = DriftMonitor()
+    second.restore("n1", exported["node"], exported["intents"])
+    got += _feed(second, batches[75:], t0=75)
+    assert [(a.intent, a.new, a.turns) for a in got] == [
+        (a.intent, a.new, a.turns) for a in expected
+    ]
+    assert {(s.intent, s.state, s.turns) for s in second.snapshot()} == {
+        (s.intent, s.state, s.turns) for s in straight.snapshot()
+    }
+
+
+def test_share_of_traffic_alone_raises_an_alarm(rng: np.random.Generator) -> None:
+    """An emerging intent the model maps confidently onto an old one shows as its share."""
+    monitor = DriftMonitor(DriftConfig(share_min_turns=500))
+    alarms = []
+    for t in range(200):
+        shifted = t >= 100
+        weights = [0.55, 0.15, 0.15, 0.15] if shifted else [0.25] * 4
+        intents = [f"intent-{k}" for k in rng.choice(4, size=25, p=weights)]
+        emb = np.stack([_stream(rng, np.eye(DIM)[int(n[-1])], 0.3) for n in intents])
+        alarms += monitor.observe_turns("n1", intents, np.full(25, 0.85), emb, float(t))
+    drifting = [a for a in alarms if a.new == DriftState.DRIFTING]
+    assert [(a.intent, a.at >= 100) for a in drifting] == [("intent-0", True)]
+    assert "share of traffic" in drifting[0].reason
+
+
+def test_state_changes_are_reported_as_dirty() -> None:
+    monitor = DriftMonitor()
+    monitor.observe_turn("n1", "a", 0.9, np.eye(DIM)[0], 0.0)
+    assert monitor.take_dirty() == {("n1", "a"), ("n1", None)}
+    assert monitor.take_dirty() == set()
+    monitor.set_offset("n1", "chat.turns", 41)
+    assert monitor.offset("n1", "chat.turns") == 41
+    assert monitor.offset("n1", "chat.feedback") == -1

@@ -12,11 +12,11 @@ from streams.schemas import (
     ChatInbound,
     Feedback,
     SchemaError,
+    ServedTurn,
     TrainingBatch,
+    TurnBatch,
     dead_letter,
     decode,
-    decode_embedding,
-    encode_embedding,
 )
 from streams.topics import ALL
 
@@ -77,9 +77,33 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
     assert letter.source_topic == "chat.inbound" and letter.offset == 17
 
 
-def test_embedding_is_compact_and_close() -> None:
-    v = np.random.default_rng(0).normal(size=384).astype(np.float32)
-    v /= np.linalg.norm(v)
-    data = encode_embedding(v)
-    assert len(data) <= 1024
-    np.testing.assert_allclose(decode_embedding(data), v, atol=1e-3)
+def _turn_batch(n: int = 3, dim: int = 384) -> TurnBatch:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    turns = [
+        ServedTurn(turn_id=f"t{i}", text="hi", intent="greet", confidence=0.9, top_k=[], ts=1.0)
+        for i in range(n)
+    ]
+    return TurnBatch.of("store-eu", 2, turns, vectors, served_at=2.0)
+
+
+def test_turn_batch_carries_compact_embeddings() -> None:
+    batch = _turn_batch()
+    again = decode(TurnBatch, batch.dumps())
+    assert len(again.embeddings) <= 3 * 1024
+    np.testing.assert_allclose(
+        again.embedding_matrix(), _turn_batch().embedding_matrix(), atol=1e-3
+    )
+    (first, *_) = again.chat_turns()
+    assert (first.node_id, first.adapter_version, first.turn_id) == ("store-eu", 2, "t0")
+
+
+def test_turn_batch_embeddings_must_match_its_turns() -> None:
+    data = json.loads(_turn_batch().dumps())
+    data["dim"] = 383
+    with pytest.raises(SchemaError, match="expected 3 turns x 383 dims"):
+        decode(TurnBatch, json.dumps(data).encode())
+    data["dim"], data["embeddings"] = 384, "###"
+    with pytest.raises(SchemaError, match="not base64"):
+        decode(TurnBatch, json.dumps(data).encode())
