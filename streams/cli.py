@@ -308,6 +308,49 @@ def bench_learner(
     run_learner_bench(data, stream_limit, test_limit, serving, out, seed, _settings())
 
 
+@bench.command("drift")
+@click.option(
+    "--data",
+    "datasets",
+    multiple=True,
+    help="Dataset folder/file, or `generated` for the built-in generator; repeat for more. "
+    "Default: generated.",
+)
+@click.option("--quick", is_flag=True, help="Short streams, one seed (a few minutes).")
+@click.option("--turns", type=int, default=40_000, show_default=True, help="Turns per stream.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Streams per scenario.")
+@click.option(
+    "--throughput/--no-throughput",
+    default=True,
+    show_default=True,
+    help="Also measure the drift worker's turns/s through the embedded broker.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/bench-drift"),
+    show_default=True,
+    help="Folder for drift.json.",
+)
+def bench_drift(
+    datasets: tuple[str, ...], quick: bool, turns: int, seeds: int, throughput: bool, out: Path
+) -> None:
+    """Drift detection delay and false alarms per scenario; drift worker throughput.
+
+    Scenarios: stationary, emerging intents, phrasing shift, gradual shift, over each
+    dataset. See streams/bench/drift.py for every figure's definition.
+    """
+    from streams.bench.drift import DriftBenchOptions, run_drift_bench
+
+    for spec in datasets:
+        if spec != "generated" and not Path(spec).exists():
+            raise click.BadParameter(f"{spec}: no such dataset", param_hint="--data")
+    o = DriftBenchOptions(turns=turns, seeds=seeds)
+    if quick:
+        o = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
+    run_drift_bench(list(datasets) or ["generated"], o, out, throughput)
+
+
 @main.command("settings")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_settings(as_json: bool) -> None:

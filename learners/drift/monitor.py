@@ -119,8 +119,13 @@ class DriftConfig:
     recovering -> stable."""
     recover_unaided_turns: int = 200
     """Calm turns needed for drifting -> recovering with no new adapter (the shift ended)."""
-    adapt: float = 0.01
+    adapt: float = 0.003
     """Weight of an in-control turn in the slowly moving reference (centroid, moments)."""
+    settle_turns: int = 300
+    """An intent's first turns, over which its reference is still being settled: they move
+    it exactly (not by ``adapt``) and while the score is anywhere below warning."""
+    reference_memory: float = 2000.0
+    """Trials a reference rate remembers (older ones fade by halves)."""
 
 
 @dataclass(frozen=True)
@@ -286,8 +291,8 @@ class DriftMonitor:
         it = self._intent(node_id, intent)
         node = self._node(node_id)
         if it.turns <= c.min_turns:
-            it.error.add(wrong, 1)
-            node.error.add(wrong, 1)
+            it.error.add(wrong, 1, cap=c.reference_memory)
+            node.error.add(wrong, 1, cap=c.reference_memory)
             return []
         prior = node.error.shrunk(0.1, 0, c.min_rate)
         up, down = bernoulli_log_ratios(
@@ -295,9 +300,9 @@ class DriftMonitor:
         )
         it.cusum["error"] = max(0.0, it.cusum["error"] + (up if wrong else down))
         it.recent["error"] += 0.1 * (float(wrong) - it.recent["error"])
-        if it.state == DriftState.STABLE and self._score(it) < c.warn_fraction:
-            it.error.add(wrong, 1)
-            node.error.add(wrong, 1)
+        if self._in_control(it):
+            it.error.add(wrong, 1, cap=c.reference_memory)
+            node.error.add(wrong, 1, cap=c.reference_memory)
         return self._step(node_id, intent, it, now, turn=False)
 
     def adapter_published(self, node_id: str, version: int, now: float) -> list[DriftTransition]:
@@ -403,8 +408,8 @@ class DriftMonitor:
             learn = min(len(conf), c.min_turns - it.ref_n)
             self._learn_reference(it, conf[:learn], emb[:learn])
         rate_learn = max(0, min(len(conf), c.min_turns - it.turns))
-        it.low_conf.add(float(low[:rate_learn].sum()), rate_learn)
-        node.low_conf.add(float(low[:rate_learn].sum()), rate_learn)
+        it.low_conf.add(float(low[:rate_learn].sum()), rate_learn, cap=c.reference_memory)
+        node.low_conf.add(float(low[:rate_learn].sum()), rate_learn, cap=c.reference_memory)
         start = max(learn, rate_learn)
         it.turns += start
         conf, emb, low = conf[start:], emb[start:], low[start:]
@@ -449,14 +454,15 @@ class DriftMonitor:
                 it.cusum[k] = float(paths[k][bulk - 1])
             self._follow_recent(it, low[:bulk], z_conf[:bulk], z_dist[:bulk])
             it.turns += bulk
-            self._adapt_reference(it, node, low[:bulk], conf[:bulk], emb[:bulk], distances[:bulk])
+            calm = np.flatnonzero(score[:bulk] < self._control_level(it))  # in control
+            self._adapt_reference(it, node, low[calm], conf[calm], emb[calm], distances[calm])
         out: list[DriftTransition] = []
         for j in range(bulk, m):
             for k in steps:
                 it.cusum[k] = max(0.0, it.cusum[k] + float(steps[k][j]))
             self._follow_recent(it, low[j : j + 1], z_conf[j : j + 1], z_dist[j : j + 1])
             it.turns += 1
-            if it.state == DriftState.STABLE and self._score(it) < c.warn_fraction:
+            if self._in_control(it):
                 sl = slice(j, j + 1)
                 self._adapt_reference(it, node, low[sl], conf[sl], emb[sl], distances[sl])
             out += self._step(node_id, intent, it, now)
@@ -488,7 +494,7 @@ class DriftMonitor:
             p1 = max(p0 * c.share_ratio, p0 + c.share_shift)
             it.cusum["share"] = max(0.0, it.cusum["share"] + binomial_step(k, n, p0, p1))
             it.recent["share"] += 0.1 * (k / n - it.recent["share"])
-            if it.state == DriftState.STABLE and self._score(it) < c.warn_fraction:
+            if self._in_control(it):
                 it.share.add(k, n, cap=20 * c.share_min_turns)
             if k:
                 self._dirty.add((node_id, intent))
@@ -521,16 +527,23 @@ class DriftMonitor:
         self, it: _Intent, node: _Node, low: Vector, conf: Vector, emb: Vector, dist: Vector
     ) -> None:
         """In-control turns move the reference slowly (it follows benign change)."""
+        if len(low) == 0:
+            return
         a = self.config.adapt
         hits = float(low.sum())
-        it.low_conf.add(hits, len(low))
-        node.low_conf.add(hits, len(low))
+        it.low_conf.add(hits, len(low), cap=self.config.reference_memory)
+        node.low_conf.add(hits, len(low), cap=self.config.reference_memory)
         assert it.centroid is not None
         w = 1.0 - (1.0 - a) ** len(emb)
+        if it.distance.n < self.config.settle_turns:
+            w = max(w, len(emb) / (it.distance.n + len(emb)))
+            it.distance.merge(dist)
+            it.confidence.merge(conf)
+        else:
+            it.distance.follow(dist, a)
+            it.confidence.follow(conf, a)
         centroid = (1 - w) * it.centroid + w * emb.mean(0)
         it.centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
-        it.distance.follow(dist, a)
-        it.confidence.follow(conf, a)
 
     @staticmethod
     def _follow_recent(it: _Intent, low: Vector, z_conf: Vector, z_dist: Vector) -> None:
@@ -539,6 +552,15 @@ class DriftMonitor:
         it.recent["low_confidence"] += w * (float(low.mean()) - it.recent["low_confidence"])
         it.recent["confidence"] += w * (float(-z_conf.mean()) - it.recent["confidence"])
         it.recent["distance"] += w * (float(z_dist.mean()) - it.recent["distance"])
+
+    def _in_control(self, it: _Intent) -> bool:
+        """Stable and below warning (well below, once the reference is settled): the turn
+        may move the reference."""
+        return it.state == DriftState.STABLE and self._score(it) < self._control_level(it)
+
+    def _control_level(self, it: _Intent) -> float:
+        c = self.config
+        return c.warn_fraction if it.turns < c.settle_turns else c.warn_fraction / 2
 
     def _levels(self) -> dict[str, float]:
         c = self.config
