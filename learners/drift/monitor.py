@@ -45,7 +45,7 @@ so a stream worker checkpoints it and a restarted one resumes.
 []
 >>> alarms = m.observe_turns("n1", ["track"] * 60, confidence(0.6, 60), emb(0.3, 60), now=1.0)
 >>> [(t.new.value, t.intent, t.turns) for t in alarms]
-[('warning', 'track', 62), ('drifting', 'track', 64)]
+[('warning', 'track', 63), ('drifting', 'track', 65)]
 >>> alarms[-1].reason
 'mean confidence -1.1 sd; embedding distance +1.3 sd'
 """
@@ -85,10 +85,10 @@ class DriftConfig:
     """Turns an intent needs before its reference is set (and it can alarm)."""
     low_confidence: float = 0.5
     """A turn below this confidence counts as low-confidence."""
-    threshold: float = 10.0
+    threshold: float = 14.0
     """CUSUM decision level of the rate signals (log-likelihood ratio; higher: fewer false
     alarms, later alarms)."""
-    gaussian_threshold: float = 10.0
+    gaussian_threshold: float = 14.0
     """CUSUM decision level of the confidence and distance signals (in standard deviations)."""
     warn_fraction: float = 0.5
     """Score from which an intent is in warning."""
