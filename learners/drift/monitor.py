@@ -47,7 +47,7 @@ so a stream worker checkpoints it and a restarted one resumes.
 >>> [(t.new.value, t.intent, t.turns) for t in alarms]
 [('warning', 'track', 63), ('drifting', 'track', 65)]
 >>> alarms[-1].reason
-'mean confidence -1.1 sd; embedding distance +1.3 sd'
+'mean confidence -1.4 sd; embedding distance +1.6 sd'
 """
 
 from __future__ import annotations
