@@ -12,7 +12,7 @@ from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
 from streams.processes import pid_alive
 from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.topics import TABLES, TopicNames, changelog
 
 
 def test_round_trip_and_topics() -> None:
@@ -36,7 +36,8 @@ def test_round_trip_and_topics() -> None:
             return created, again, got
 
         created, again, got = asyncio.run(scenario())
-        assert sorted(created) == sorted(TopicNames().all_with_dlq())
+        tables = [changelog(settings.app_id, t) for t in TABLES]
+        assert sorted(created) == sorted(TopicNames().all_with_dlq() + tables)
         assert again == []
         assert sorted(got) == sorted(b"m%d" % i for i in range(20))
         pid = broker.pid
