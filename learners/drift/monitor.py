@@ -402,9 +402,7 @@ class DriftMonitor:
             self._relearn_reference(it)
         # 1. Turns that complete the reference.
         learn = 0
-        if it.centroid is not None:
-            pass
-        else:
+        if it.centroid is None:
             learn = min(len(conf), c.min_turns - it.ref_n)
             self._learn_reference(it, conf[:learn], emb[:learn])
         rate_learn = max(0, min(len(conf), c.min_turns - it.turns))
@@ -422,7 +420,6 @@ class DriftMonitor:
             it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
         )
         steps = {"low_confidence": np.where(low, up, down)}
-        distances = np.zeros(m)
         assert it.centroid is not None
         distances = 1.0 - emb @ it.centroid
         # Clipped, so one outlier turn cannot raise an alarm on its own (a robust CUSUM).
@@ -434,11 +431,7 @@ class DriftMonitor:
         )
         steps["distance"] = gaussian_steps(z_dist, c.distance_shift)
         steps["confidence"] = gaussian_steps(z_conf, c.confidence_shift)
-        levels = {
-            "low_confidence": c.threshold,
-            "distance": c.gaussian_threshold,
-            "confidence": c.gaussian_threshold,
-        }
+        levels = self._levels()
         paths = {k: cusum_path(it.cusum[k], s) for k, s in steps.items()}
         others = max(it.cusum["share"] / c.threshold, it.cusum["error"] / c.threshold)
         score = np.maximum.reduce([paths[k] / levels[k] for k in paths] + [np.full(m, others)])
