@@ -224,10 +224,18 @@ class AdapterRegistry:
     def _prune(self, node_id: str) -> None:
         current = self._current_number(node_id)
         versions = self._numbers(node_id)
+        node_dir = self.root / node_id
         for old in versions[: max(0, len(versions) - self.keep_last)]:
             if old != current:
-                shutil.rmtree(self.root / node_id / _dir_name(old), ignore_errors=True)
-        for leftover in (self.root / node_id).glob(".tmp-*"):
+                # Rename first (atomic), delete after: a crash mid-delete must not leave a
+                # listed version whose manifest survived its weights.
+                trash = node_dir / f".trash-{uuid.uuid4().hex}"
+                with contextlib.suppress(OSError):
+                    os.rename(node_dir / _dir_name(old), trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+        for leftover in node_dir.glob(".trash-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in node_dir.glob(".tmp-*"):
             with contextlib.suppress(OSError):
                 if time.time() - leftover.stat().st_mtime > 3600:
                     shutil.rmtree(leftover, ignore_errors=True)

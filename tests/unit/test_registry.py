@@ -85,7 +85,7 @@ def test_current_pointer_is_replaced_atomically(tmp_path: Path) -> None:
 WRITER = """
 import sys, torch
 from models.registry import AdapterRegistry
-reg = AdapterRegistry(sys.argv[1], keep_last=50)
+reg = AdapterRegistry(sys.argv[1], keep_last=3)  # prunes on every publish
 big = {"head.weight": torch.randn(2000, 2000), "head.bias": torch.zeros(2000)}
 print("ready", flush=True)
 while True:
@@ -95,7 +95,8 @@ while True:
 
 def test_a_writer_killed_mid_write_never_leaves_a_loadable_half_version(tmp_path: Path) -> None:
     """kill -9 a process while it publishes 16 MB versions, many times: every version the
-    registry lists loads with a valid checksum, and CURRENT always points at one."""
+    registry lists loads with a valid checksum (pruning included: it runs on every publish
+    here), and CURRENT always points at one."""
     import random
     import signal
     import subprocess
@@ -111,7 +112,7 @@ def test_a_writer_killed_mid_write_never_leaves_a_loadable_half_version(tmp_path
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    reg = AdapterRegistry(tmp_path, keep_last=50)
+    reg = AdapterRegistry(tmp_path, keep_last=3)
     versions = reg.versions("n1")
     assert versions, "the writer never finished a version"
     for v in versions:
