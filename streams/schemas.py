@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 MAX_TEXT = 2000
@@ -101,12 +101,15 @@ class TurnBatch(Record):
     dim: int = Field(ge=1, le=4096)
     embeddings: str = Field(max_length=MAX_TURNS_PER_BATCH * 4096 * 3)
 
+    _raw_embeddings: bytes = PrivateAttr(default=b"")
+
     @model_validator(mode="after")
     def _embedding_shape(self) -> TurnBatch:
         try:
-            size = len(base64.b64decode(self.embeddings, validate=True))
+            self._raw_embeddings = base64.b64decode(self.embeddings, validate=True)
         except ValueError:
             raise ValueError("embeddings: not base64") from None
+        size = len(self._raw_embeddings)
         if size != len(self.turns) * self.dim * 2:
             raise ValueError(
                 f"embeddings: {size} bytes, expected {len(self.turns)} turns x {self.dim} "
@@ -135,7 +138,7 @@ class TurnBatch(Record):
 
     def embedding_matrix(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The turns' embeddings, one float32 row per turn."""
-        raw = np.frombuffer(base64.b64decode(self.embeddings), dtype="<f2")
+        raw = np.frombuffer(self._raw_embeddings, dtype="<f2")  # decoded once, on validation
         return raw.reshape(len(self.turns), self.dim).astype(np.float32)
 
     def chat_turns(self) -> list[ChatTurn]:
@@ -304,6 +307,12 @@ def decode(cls: type[R], raw: bytes | None) -> R:
     """Parse ``raw`` as a ``cls`` record or raise :class:`SchemaError` with a readable reason."""
     if raw is None:
         raise SchemaError("empty message (no value)")
+    try:  # the fast path: pydantic parses and validates the JSON in one pass
+        return cls.model_validate_json(raw)
+    except ValidationError as exc:
+        if not any(e["type"] in ("json_invalid", "model_type") for e in exc.errors()):
+            raise SchemaError(describe(exc)) from None
+    # The slow path, only for records that are not JSON objects: a readable reason.
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -395,9 +395,10 @@ class DriftMonitor:
     ) -> list[DriftTransition]:
         c = self.config
         low = conf < c.low_confidence
-        if it.version != version:
-            # Embeddings of another adapter version live in another space: centroid and
-            # moments are learnt again from this version's turns (rates stay comparable).
+        reference = it.centroid if it.centroid is not None else it.ref_sum
+        if it.version != version or (reference is not None and len(reference) != emb.shape[1]):
+            # Embeddings of another adapter version (or base model) live in another space:
+            # centroid and moments are learnt again from its turns (rates stay comparable).
             it.version = version
             self._relearn_reference(it)
         # 1. Turns that complete the reference.

@@ -97,10 +97,6 @@ def _turns_seen(events: list[DriftEvent]) -> int:
     return sum(latest.values())
 
 
-@pytest.mark.xfail(
-    reason="failed once under load after the level-14 change; under investigation (issue 4)",
-    strict=False,
-)
 def test_drift_state_survives_a_kill_9(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
