@@ -15,6 +15,7 @@ the stored offsets are skipped, so replayed records are not counted twice.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Awaitable
@@ -112,30 +113,26 @@ class PendingTurns:
 
     def score(self, node_id: str, now: float) -> list[DriftTransition]:
         """Score ``node_id``'s pending turns, one call per run of one embedding space."""
-        batches = self.batches.pop(node_id, [])
         out: list[DriftTransition] = []
-        start = 0
-        for end in range(1, len(batches) + 1):
-            if end < len(batches) and _same_space(batches[end], batches[start]):
-                continue
-            run = batches[start:end]
+        space = itertools.groupby(self.batches.pop(node_id, []), key=_embedding_space)
+        for (version, _), group in space:
+            run = list(group)
             out += self.monitor.observe_turns(
                 node_id,
                 [t.intent for b in run for t in b.turns],
                 np.array([t.confidence for b in run for t in b.turns]),
                 np.concatenate([b.embedding_matrix() for b in run]),
                 now,
-                run[0].adapter_version,
+                version,
             )
-            start = end
         return out
 
     def score_all(self, now: float) -> list[DriftTransition]:
         return [change for node_id in list(self.batches) for change in self.score(node_id, now)]
 
 
-def _same_space(a: TurnBatch, b: TurnBatch) -> bool:
-    return a.adapter_version == b.adapter_version and a.dim == b.dim
+def _embedding_space(batch: TurnBatch) -> tuple[int, int]:
+    return batch.adapter_version, batch.dim
 
 
 def register(ctx: Context) -> None:
