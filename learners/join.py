@@ -7,14 +7,21 @@ here. Entries expire ``ttl_s`` after they were put, and the oldest go first when
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
 
 class TurnCache(Generic[V]):
-    """Values by key with a time-to-live and a size cap.
+    """Values by key with a time-to-live and a size cap, put a batch at a time.
+
+    Turns arrive in batches (an edge micro-batch) and are looked up rarely (a few percent
+    get feedback), so the cache is a plain dict plus, per batch put, its expiry and keys:
+    a put is one C-level ``dict.update`` (the drift worker puts every turn it scores), and
+    expiry and eviction drop whole batches, oldest first. A key put again in a later batch
+    goes with the earlier batch (replays are rare; it is forgotten early, never late).
 
     >>> cache: TurnCache[str] = TurnCache(ttl_s=10, max_items=2)
     >>> cache.put("t1", "track_order", now=0.0)
@@ -22,9 +29,9 @@ class TurnCache(Generic[V]):
     'track_order'
     >>> cache.get("t1", now=11.0) is None
     True
-    >>> cache.put("a", "x", 0.0); cache.put("b", "y", 0.0); cache.put("c", "z", 0.0)
-    >>> cache.get("a", 0.0) is None, len(cache)
-    (True, 2)
+    >>> cache.put_many([("a", "x"), ("b", "y")], 0.0); cache.put_many([("c", "z")], 0.0)
+    >>> cache.get("a", 0.0) is None, cache.get("c", 0.0), len(cache)
+    (True, 'z', 1)
     """
 
     def __init__(self, ttl_s: float, max_items: int) -> None:
@@ -32,37 +39,39 @@ class TurnCache(Generic[V]):
             raise ValueError("ttl_s must be > 0 and max_items >= 1")
         self.ttl_s = ttl_s
         self.max_items = max_items
-        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._items: dict[str, V] = {}
+        self._batches: deque[tuple[float, list[str]]] = deque()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, key: str, value: V, now: float) -> None:
-        self._items.pop(key, None)
-        self._items[key] = (now + self.ttl_s, value)
+        self.put_many(((key, value),), now)
+
+    def put_many(self, items: Iterable[tuple[str, V]], now: float) -> None:
+        """Put pairs that share one expiry (a batch's turns arrive together)."""
+        batch = dict(items)
+        self._items.update(batch)
+        self._batches.append((now + self.ttl_s, list(batch)))
         while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+            self._drop_oldest()
 
     def get(self, key: str, now: float) -> V | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        expires, value = item
-        if now >= expires:
-            del self._items[key]
-            return None
-        return value
+        self.purge(now)
+        return self._items.get(key)
 
     def purge(self, now: float) -> int:
-        """Drop expired entries (oldest first, as they were put); returns how many."""
-        dropped = 0
-        while self._items:
-            key, (expires, _) = next(iter(self._items.items()))
-            if expires > now:
-                break
-            del self._items[key]
-            dropped += 1
-        return dropped
+        """Drop expired entries; returns how many."""
+        before = len(self._items)
+        while self._batches and self._batches[0][0] <= now:
+            self._drop_oldest()
+        return before - len(self._items)
+
+    def _drop_oldest(self) -> None:
+        _, keys = self._batches.popleft()
+        pop = self._items.pop
+        for key in keys:
+            pop(key, None)
 
 
 K = TypeVar("K")

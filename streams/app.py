@@ -175,6 +175,7 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
         broker=[f"kafka://{b}" for b in settings.broker.split(",")],
         broker_credentials=credentials,
         store="memory://",
+        datadir=str(settings.state_dir / "faust"),  # not `<app id>-data/` in the cwd
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,
         topic_allow_declare=False,

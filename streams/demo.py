@@ -43,6 +43,7 @@ from streams.schemas import (
     TeacherAnnotation,
     TrainingBatch,
     TurnBatch,
+    decode,
 )
 from streams.settings import Settings
 from streams.workers import start_worker
@@ -208,7 +209,7 @@ class Replay:
             self.dead_letters[name] += 1
             say(f"      ! dead letter on {name}: {json.loads(value).get('error', '')[:120]}")
         elif name == topics.CHAT_TURNS:
-            for turn in TurnBatch.model_validate_json(value).chat_turns():
+            for turn in decode(TurnBatch, value).chat_turns():
                 await self._served(turn, truth, prod, bar)
         elif name == topics.DRIFT_EVENTS:
             ev = DriftEvent.model_validate_json(value)

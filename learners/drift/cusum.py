@@ -13,6 +13,12 @@ into a table and updates a batch at a time with numpy.
 [0.0, 1.39, 2.77, 4.16]
 >>> gaussian_steps(np.array([0.0, 2.5]), shift=1.0).tolist()
 [-0.5, 2.0]
+
+Many CUSUMs at once (one per intent, several signals each), over their rows of one batch:
+
+>>> steps = np.array([[1.0], [-3.0], [2.0], [-1.0], [5.0]])
+>>> segmented_cusum_paths(np.array([[0.0], [0.5]]), steps, np.array([0, 3]))[:, 0].tolist()
+[1.0, 0.0, 2.0, 0.0, 5.0]
 """
 
 from __future__ import annotations
@@ -35,6 +41,30 @@ def cusum_path(start: float, steps: Array) -> Array:
         return np.zeros(0)
     c = start + np.cumsum(steps)
     return c - np.minimum(np.minimum.accumulate(c), 0.0)
+
+
+def segmented_cusum_paths(start: Array, steps: Array, seg_starts: Array) -> Array:
+    """:func:`cusum_path` of many CUSUMs in one pass: rows ``seg_starts[g]`` up to the next
+    start belong to segment ``g``, which starts from ``start[g]``; columns are independent.
+
+    ``steps`` is ``rows x signals`` and ``start`` is ``segments x signals``. The running
+    minimum of each segment must not see the segments before it: each segment is lifted by
+    a constant larger than the spread of all values, decreasing from segment to segment,
+    so one ``minimum.accumulate`` over all rows restarts at every segment.
+    """
+    n = len(steps)
+    if n == 0:
+        return np.zeros_like(steps)
+    seg = np.zeros(n, dtype=np.intp)
+    seg[seg_starts[1:]] = 1
+    seg = np.cumsum(seg)
+    c = np.cumsum(steps, axis=0)
+    before = np.vstack([np.zeros((1, steps.shape[1])), c])[seg_starts]
+    local = c - before[seg] + start[seg]
+    span = 2.0 * float(np.abs(local).max()) + 1.0
+    lift = ((len(seg_starts) - seg) * span)[:, None]
+    running_min = np.minimum.accumulate(local + lift, axis=0) - lift
+    return np.asarray(local - np.minimum(running_min, 0.0))
 
 
 def bernoulli_log_ratios(p0: float, shift: float) -> tuple[float, float]:

@@ -28,10 +28,12 @@ After an alarm the CUSUMs restart at the warning level, so a shift that goes on 
 intent drifting without new alarms, and "calm" means the signals are back to the reference.
 Back in stable, the reference is learnt anew (the model serving it has changed).
 
-Turns come in batches (an edge node's micro-batch): an intent in control is scored for the
-whole batch with numpy, and only the turns from the first one that could change its state
-are stepped one by one. The whole state is plain data (:meth:`DriftMonitor.export_node`),
-so a stream worker checkpoints it and a restarted one resumes.
+Turns come in batches (an edge node's micro-batch, or several pooled): the intents that stay
+in control through the batch are scored all together, each numpy pass covering every one
+of them; an intent whose turns may change its state is scored with numpy up to the first
+such turn, and stepped one turn at a time from there. The whole state is plain data
+(:meth:`DriftMonitor.export_node`), so a stream worker checkpoints it and a restarted one
+resumes.
 
 >>> import numpy as np
 >>> m = DriftMonitor(DriftConfig(min_turns=20))
@@ -65,10 +67,12 @@ from learners.drift.cusum import (
     binomial_step,
     cusum_path,
     gaussian_steps,
+    segmented_cusum_paths,
 )
 from learners.drift.stats import Moments, Rate
 
 SIGNALS = ("low_confidence", "confidence", "distance", "share", "error")
+TURN_SIGNALS = ("low_confidence", "distance", "confidence")  # scored per turn
 Vector = np.ndarray[Any, Any]
 
 
@@ -209,6 +213,27 @@ class _Intent:
 
 
 @dataclass
+class _Calm:
+    """Sufficient statistics of one intent's in-control turns of a batch."""
+
+    n: int
+    low: float  # low-confidence turns among them
+    conf: tuple[float, float]  # mean and population variance of their confidences
+    dist: tuple[float, float]  # ... and of their distances to the centroid
+    emb_mean: Vector
+
+
+@dataclass
+class _InControl:
+    """What a batch does to an intent whose turns all stay in control."""
+
+    turns: int
+    cusum: dict[str, float]  # the turn-level signals' CUSUMs after the batch
+    recent: tuple[float, float, float]  # means of low-confidence, confidence z, distance z
+    calm: _Calm | None  # the turns that move the reference (None: none of them)
+
+
+@dataclass
 class _Node:
     """Pooled in-control rates of a node (the prior of its intents' references)."""
 
@@ -257,12 +282,22 @@ class DriftMonitor:
         groups: dict[str, list[int]] = {}
         for i, intent in enumerate(intents):
             groups.setdefault(intent, []).append(i)
+        c = self.config
+        prior = node.low_conf.shrunk(0.1, 0, c.min_rate)  # the node's pooled rate, per call
+        members = {intent: self._intent(node_id, intent) for intent in groups}
+        in_control = self._score_in_control(
+            members, groups, confidences, embeddings, version, prior
+        )
         out: list[DriftTransition] = []
         for intent, rows in groups.items():
+            it = members[intent]
+            update = in_control.get(intent)
+            if update is not None:
+                self._apply_in_control(it, node, update)
+                continue
             idx = np.asarray(rows)
-            it = self._intent(node_id, intent)
             out += self._observe_group(
-                node_id, intent, it, node, confidences[idx], embeddings[idx], now, version
+                node_id, intent, it, node, confidences[idx], embeddings[idx], now, version, prior
             )
         node.turns += len(intents)
         out += self._observe_shares(node_id, node, groups, len(intents), now)
@@ -336,6 +371,10 @@ class DriftMonitor:
         """Plain-data state of one node (JSON-serialisable)."""
         return self._node(node_id).to_dict()
 
+    def intents(self, node_id: str) -> list[str]:
+        """The intents of ``node_id`` seen so far."""
+        return list(self._intents.get(node_id, {}))
+
     def export_intent(self, node_id: str, intent: str) -> dict[str, Any]:
         return self._intent(node_id, intent).to_dict()
 
@@ -392,7 +431,10 @@ class DriftMonitor:
         emb: Vector,
         now: float,
         version: int,
+        prior: float,
     ) -> list[DriftTransition]:
+        """Turns of one intent, stepped through the state machine where they may change it
+        (the general path; :meth:`_score_in_control` is the fast one)."""
         c = self.config
         low = conf < c.low_confidence
         reference = it.centroid if it.centroid is not None else it.ref_sum
@@ -416,7 +458,6 @@ class DriftMonitor:
         if m == 0:
             return []
         # 2. Every signal's CUSUM path over the rest of the batch.
-        prior = node.low_conf.shrunk(0.1, 0, c.min_rate)
         up, down = bernoulli_log_ratios(
             it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
         )
@@ -446,7 +487,9 @@ class DriftMonitor:
         if bulk:
             for k in paths:
                 it.cusum[k] = float(paths[k][bulk - 1])
-            self._follow_recent(it, low[:bulk], z_conf[:bulk], z_dist[:bulk])
+            self._follow_recent(
+                it, bulk, low[:bulk].mean(), z_conf[:bulk].mean(), z_dist[:bulk].mean()
+            )
             it.turns += bulk
             calm = np.flatnonzero(score[:bulk] < self._control_level(it))  # in control
             self._adapt_reference(it, node, low[calm], conf[calm], emb[calm], distances[calm])
@@ -454,7 +497,7 @@ class DriftMonitor:
         for j in range(bulk, m):
             for k in steps:
                 it.cusum[k] = max(0.0, it.cusum[k] + float(steps[k][j]))
-            self._follow_recent(it, low[j : j + 1], z_conf[j : j + 1], z_dist[j : j + 1])
+            self._follow_recent(it, 1, low[j], z_conf[j], z_dist[j])
             it.turns += 1
             if self._in_control(it):
                 sl = slice(j, j + 1)
@@ -463,9 +506,124 @@ class DriftMonitor:
             if it.centroid is None:  # back to stable: the rest learns the new reference
                 rest = slice(j + 1, m)
                 return out + self._observe_group(
-                    node_id, intent, it, node, conf[rest], emb[rest], now, version
+                    node_id, intent, it, node, conf[rest], emb[rest], now, version, prior
                 )
         return out
+
+    def _bulk_ready(self, it: _Intent, version: int, dim: int) -> bool:
+        """Stable, with a settled reference in this embedding space: may take the fast path."""
+        return (
+            it.state == DriftState.STABLE
+            and it.centroid is not None
+            and it.version == version
+            and len(it.centroid) == dim
+            and it.turns >= self.config.min_turns
+        )
+
+    def _score_in_control(
+        self,
+        members: dict[str, _Intent],
+        groups: dict[str, list[int]],
+        conf: Vector,
+        emb: Vector,
+        version: int,
+        prior: float,
+    ) -> dict[str, _InControl]:
+        """The batch's effect on every intent whose turns all stay in control, computed for
+        all of them together.
+
+        This is the common case (most intents are stable most of the time), and its cost
+        was per intent: a few dozen small numpy calls each. Here every intent's rows are a
+        segment of one array and each step is one numpy pass over the whole batch. An
+        intent that is not :meth:`_bulk_ready`, or that reaches warning inside the batch,
+        is left out (untouched) for :meth:`_observe_group`.
+        """
+        c = self.config
+        names = [n for n in groups if self._bulk_ready(members[n], version, emb.shape[1])]
+        if not names:
+            return {}
+        its = [members[n] for n in names]
+        sizes = np.array([len(groups[n]) for n in names])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        seg = np.repeat(np.arange(len(names)), sizes)
+        rows = np.concatenate([groups[n] for n in names])
+        cf, e = conf[rows], emb[rows]
+        low = cf < c.low_confidence
+        centroids = np.stack([it.centroid for it in its if it.centroid is not None])
+        distances = 1.0 - np.einsum("ij,ij->i", e, centroids[seg])
+        d_mean = np.array([it.distance.mean for it in its])
+        d_sd = np.array([it.distance.sd(c.min_sd) for it in its])
+        c_mean = np.array([it.confidence.mean for it in its])
+        c_sd = np.array([it.confidence.sd(c.min_sd) for it in its])
+        z_dist = np.clip((distances - d_mean[seg]) / d_sd[seg], -c.z_clip, c.z_clip)
+        z_conf = np.clip((c_mean[seg] - cf) / c_sd[seg], -c.z_clip, c.z_clip)
+        ratios = np.array(
+            [
+                bernoulli_log_ratios(
+                    it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
+                )
+                for it in its
+            ]
+        )
+        steps = np.column_stack(
+            [
+                np.where(low, ratios[seg, 0], ratios[seg, 1]),
+                gaussian_steps(z_dist, c.distance_shift),
+                gaussian_steps(z_conf, c.confidence_shift),
+            ]
+        )
+        start = np.array([[it.cusum[k] for k in TURN_SIGNALS] for it in its])
+        paths = segmented_cusum_paths(start, steps, starts)
+        levels = self._levels()
+        others = np.array([max(it.cusum["share"], it.cusum["error"]) / c.threshold for it in its])
+        score = np.maximum(
+            (paths / np.array([levels[k] for k in TURN_SIGNALS])).max(axis=1), others[seg]
+        )
+        hot = np.add.reduceat((score >= c.warn_fraction).astype(np.intp), starts) > 0
+        # The control level of the turns' reference update is the one after the batch.
+        after = np.array([it.turns for it in its]) + sizes
+        control = np.where(after < c.settle_turns, c.warn_fraction, c.warn_fraction / 2)
+        w = (score < control[seg]).astype(np.float64)
+
+        def sums(x: Vector) -> Vector:
+            return np.add.reduceat(x, starts, axis=0)
+
+        means = np.column_stack([sums(low.astype(np.float64)), sums(z_conf), sums(z_dist)])
+        means /= sizes[:, None]
+        n_calm, low_calm = sums(w), sums(low * w)
+        c_sum, c_sq = sums(cf * w), sums(cf * cf * w)
+        d_sum, d_sq = sums(distances * w), sums(distances * distances * w)
+        e_sum = sums(e * w[:, None])
+        ends = paths[starts + sizes - 1]
+        out: dict[str, _InControl] = {}
+        for g, name in enumerate(names):
+            if hot[g]:
+                continue
+            n = int(n_calm[g])
+            calm = None
+            if n:
+                cm, dm = c_sum[g] / n, d_sum[g] / n
+                calm = _Calm(
+                    n=n,
+                    low=float(low_calm[g]),
+                    conf=(float(cm), max(0.0, float(c_sq[g] / n - cm * cm))),
+                    dist=(float(dm), max(0.0, float(d_sq[g] / n - dm * dm))),
+                    emb_mean=e_sum[g] / n,
+                )
+            out[name] = _InControl(
+                turns=int(sizes[g]),
+                cusum=dict(zip(TURN_SIGNALS, ends[g].tolist(), strict=True)),
+                recent=(float(means[g, 0]), float(means[g, 1]), float(means[g, 2])),
+                calm=calm,
+            )
+        return out
+
+    def _apply_in_control(self, it: _Intent, node: _Node, update: _InControl) -> None:
+        it.cusum.update(update.cusum)
+        self._follow_recent(it, update.turns, *update.recent)
+        it.turns += update.turns
+        if update.calm is not None:
+            self._adapt_reference_stats(it, node, update.calm)
 
     def _observe_shares(
         self, node_id: str, node: _Node, groups: dict[str, list[int]], n: int, now: float
@@ -521,31 +679,43 @@ class DriftMonitor:
         self, it: _Intent, node: _Node, low: Vector, conf: Vector, emb: Vector, dist: Vector
     ) -> None:
         """In-control turns move the reference slowly (it follows benign change)."""
-        if len(low) == 0:
-            return
+        if len(low):
+            self._adapt_reference_stats(
+                it,
+                node,
+                _Calm(
+                    n=len(low),
+                    low=float(low.sum()),
+                    conf=(float(conf.mean()), float(conf.var())),
+                    dist=(float(dist.mean()), float(dist.var())),
+                    emb_mean=emb.mean(0),
+                ),
+            )
+
+    def _adapt_reference_stats(self, it: _Intent, node: _Node, calm: _Calm) -> None:
         a = self.config.adapt
-        hits = float(low.sum())
-        it.low_conf.add(hits, len(low), cap=self.config.reference_memory)
-        node.low_conf.add(hits, len(low), cap=self.config.reference_memory)
+        it.low_conf.add(calm.low, calm.n, cap=self.config.reference_memory)
+        node.low_conf.add(calm.low, calm.n, cap=self.config.reference_memory)
         assert it.centroid is not None
-        w = 1.0 - (1.0 - a) ** len(emb)
+        w = 1.0 - (1.0 - a) ** calm.n
         if it.distance.n < self.config.settle_turns:
-            w = max(w, len(emb) / (it.distance.n + len(emb)))
-            it.distance.merge(dist)
-            it.confidence.merge(conf)
+            w = max(w, calm.n / (it.distance.n + calm.n))
+            it.distance.merge_stats(calm.n, *calm.dist)
+            it.confidence.merge_stats(calm.n, *calm.conf)
         else:
-            it.distance.follow(dist, a)
-            it.confidence.follow(conf, a)
-        centroid = (1 - w) * it.centroid + w * emb.mean(0)
+            it.distance.follow_stats(calm.n, *calm.dist, a)
+            it.confidence.follow_stats(calm.n, *calm.conf, a)
+        centroid = (1 - w) * it.centroid + w * calm.emb_mean
         it.centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
 
     @staticmethod
-    def _follow_recent(it: _Intent, low: Vector, z_conf: Vector, z_dist: Vector) -> None:
-        """Exponential averages of the raw signals, for reasons and dashboards."""
-        w = 1.0 - 0.9 ** len(low)
-        it.recent["low_confidence"] += w * (float(low.mean()) - it.recent["low_confidence"])
-        it.recent["confidence"] += w * (float(-z_conf.mean()) - it.recent["confidence"])
-        it.recent["distance"] += w * (float(z_dist.mean()) - it.recent["distance"])
+    def _follow_recent(it: _Intent, m: int, low: float, z_conf: float, z_dist: float) -> None:
+        """Exponential averages of the raw signals over ``m`` turns (their means given), for
+        reasons and dashboards."""
+        w = 1.0 - 0.9**m
+        it.recent["low_confidence"] += w * (float(low) - it.recent["low_confidence"])
+        it.recent["confidence"] += w * (float(-z_conf) - it.recent["confidence"])
+        it.recent["distance"] += w * (float(z_dist) - it.recent["distance"])
 
     def _in_control(self, it: _Intent) -> bool:
         """Stable and below warning (well below, once the reference is settled): the turn
@@ -600,7 +770,8 @@ class DriftMonitor:
         score = self._score(it)
         old = it.state
         new = self._next_state(it, score, turn)
-        signals = self._signals(it)
+        # Named at the moment of the transition (before the CUSUMs restart below).
+        signals = self._signals(it) if new != old else {}
         reason = self._reason(it, old, new) if new != old else ""
         if score >= 1.0:
             # From the alarm on, the CUSUMs measure whether the shift goes on: they restart

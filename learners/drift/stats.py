@@ -51,11 +51,11 @@ class Moments:
 
     def merge(self, values: np.ndarray[Any, Any]) -> None:
         """Add ``values`` exactly (Chan et al.'s parallel update)."""
-        m = len(values)
-        if m == 0:
-            return
-        mean_b = float(values.mean())
-        var_b = float(values.var())
+        if len(values):
+            self.merge_stats(len(values), float(values.mean()), float(values.var()))
+
+    def merge_stats(self, m: int, mean_b: float, var_b: float) -> None:
+        """:meth:`merge` of ``m`` values given by their mean and (population) variance."""
         total = self.n + m
         delta = mean_b - self.mean
         self.var = (self.n * self.var + m * var_b + delta * delta * self.n * m / total) / total
@@ -64,13 +64,15 @@ class Moments:
 
     def follow(self, values: np.ndarray[Any, Any], adapt: float) -> None:
         """Move toward ``values`` as ``len(values)`` steps of weight ``adapt`` would."""
-        m = len(values)
-        if m == 0:
-            return
+        if len(values):
+            self.follow_stats(len(values), float(values.mean()), float(values.var()), adapt)
+
+    def follow_stats(self, m: int, mean_b: float, var_b: float, adapt: float) -> None:
+        """:meth:`follow` of ``m`` values given by their mean and (population) variance."""
         w = 1.0 - (1.0 - adapt) ** m
-        delta = float(values.mean()) - self.mean
+        delta = mean_b - self.mean
         self.mean += w * delta
-        self.var = (1 - w) * (self.var + w * delta * delta) + w * float(values.var())
+        self.var = (1 - w) * (self.var + w * delta * delta) + w * var_b
         self.n += m
 
     def sd(self, floor: float) -> float:

@@ -10,7 +10,7 @@ version happens inside :class:`learners.edge_node.EdgeNode` between two requests
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -22,7 +22,6 @@ from streams.app import Context
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
-    IntentScore,
     ServedTurn,
     TrainingBatch,
     TurnBatch,
@@ -93,23 +92,23 @@ async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> Non
     metrics.INFER_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
     now = time.time()
     served = []
+    redacted: Counter[str] = Counter()
     for record, pred in zip(records, preds, strict=True):
         redaction = ctx.redactor.redact(record.text)
+        redacted.update(redaction.found)
         served.append(
             ServedTurn(
                 turn_id=record.turn_id,
                 text=redaction.text,
                 intent=pred.intent,
                 confidence=min(max(pred.confidence, 0.0), 1.0),
-                top_k=[IntentScore(intent=i, score=min(max(s, 0.0), 1.0)) for i, s in pred.top_k],
                 ts=record.ts,
-                redacted=redaction.found,
             )
         )
         metrics.TURNS.labels(node.node_id, pred.intent).inc()
         metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
     embeddings = np.stack([pred.embedding for pred in preds])
-    batch = TurnBatch.of(node.node_id, version, served, embeddings, served_at=now)
+    batch = TurnBatch.of(node.node_id, version, served, embeddings, now, dict(redacted))
     await ctx.send(topics.CHAT_TURNS, batch, key=node.node_id)
 
 

@@ -84,8 +84,8 @@ def register(ctx: Context) -> None:
             if kind == topics.CHAT_TURNS:
                 batch = await ctx.decode(event, TurnBatch, owner=False)
                 if batch is not None:
-                    for t in batch.turns:
-                        turns.put(t.turn_id, TurnInfo(batch.node_id, t.text, t.intent), now)
+                    rows = zip(batch.turn_ids, batch.texts, batch.intents, strict=True)
+                    turns.put_many(((t, TurnInfo(batch.node_id, x, i)) for t, x, i in rows), now)
             elif kind == topics.CHAT_FEEDBACK:
                 fb = await ctx.decode(event, Feedback)
                 if fb is None:

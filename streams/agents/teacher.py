@@ -86,8 +86,9 @@ def register_requests(ctx: Context) -> None:
                 batch = await ctx.decode(event, TurnBatch, owner=False)
                 if batch is None:
                     continue
-                for turn in batch.chat_turns():
-                    recent.put(turn.turn_id, turn, now)
+                turns = batch.chat_turns()
+                recent.put_many(((t.turn_id, t) for t in turns), now)
+                for turn in turns:
                     await request(
                         policy.offer_turn(
                             turn.node_id, turn.turn_id, turn.intent, turn.confidence, turn.text, now

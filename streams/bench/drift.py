@@ -17,10 +17,11 @@ adapted, so a shift stays in the traffic.
 
 Throughput. The stationary stream of the first dataset is written to a topic of the
 embedded broker as the edge nodes write it (one TurnBatch record per micro-batch); then
-(a) a raw aiokafka consumer reads the topic from the start (no decoding): turns/s;
-(b) a real ``ecc serve --roles drift`` worker, started on the filled topic, scores it: its
-turns/s are read from its Prometheus counter ``ecc_drift_turns_scored_total``, from the
-first scored turn to the last (start-up excluded). Both in the same run.
+(a) a raw aiokafka consumer reads the topic from the start (no decoding);
+(b) a real ``ecc serve --roles drift`` worker, started on the filled topic, scores it; its
+progress is read from its Prometheus counter ``ecc_drift_turns_scored_total``.
+Both rates are steady-state turns/s, between the 10 % and 90 % marks of the stream
+(:func:`steady_rate`), in the same run.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class DriftBenchOptions:
     batch: int = 32
     feedback_rate: float = 0.05
     onset: float = 0.3
-    throughput_turns: int = 100_000
+    throughput_turns: int = 250_000
     quick: bool = False
 
 
@@ -279,7 +280,6 @@ def _turn_batches(served: Served, batch: int, limit: int) -> list[TurnBatch]:
                         text="redacted text",
                         intent=served.intents[j],
                         confidence=float(served.confidences[j]),
-                        top_k=[],
                         ts=0.0,
                     )
                     for j in rows
@@ -298,14 +298,32 @@ async def _fill(s: Settings, records: list[bytes], keys: list[bytes]) -> None:
         await p.flush()
 
 
-async def _raw_consume(s: Settings, count: int) -> float:
+async def _raw_consume(s: Settings, count: int) -> list[tuple[float, float]]:
+    """(time, records so far) after each fetch of a plain aiokafka consumer, no decoding."""
     async with consumer(s, [s.topic_prefix + topics.CHAT_TURNS]) as c:
         got = 0
-        started = time.perf_counter()
+        trace = [(time.perf_counter(), 0.0)]
         while got < count:
             for msgs in (await c.getmany(timeout_ms=500, max_records=2000)).values():
                 got += len(msgs)
-        return time.perf_counter() - started
+            trace.append((time.perf_counter(), float(got)))
+        return trace
+
+
+def steady_rate(trace: list[tuple[float, float]], total: float) -> float:
+    """Items per second between the 10 % and 90 % marks of ``total``: start-up and the
+    tail (a last partial fetch, a final poll) left out, the same way for every reader.
+
+    >>> steady_rate([(0.0, 0), (1.0, 10), (2.0, 50), (3.0, 90), (9.0, 100)], 100)
+    40.0
+    """
+
+    def when(mark: float) -> float:
+        return next(t for t, n in trace if n >= mark)
+
+    lo, hi = 0.1 * total, 0.9 * total
+    span = when(hi) - when(lo)
+    return (hi - lo) / span if span > 0 else float("nan")
 
 
 def _scored(port: int) -> float:
@@ -319,7 +337,7 @@ def _scored(port: int) -> float:
 
 def run_throughput(served: Served, o: DriftBenchOptions, log_dir: Path) -> dict[str, Any]:
     batches = _turn_batches(served, 64, o.throughput_turns)
-    turns = sum(len(b.turns) for b in batches)
+    turns = sum(len(b) for b in batches)
     records = [b.dumps() for b in batches]
     keys = [b.node_id.encode() for b in batches]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log=log_dir / "broker.log") as b:
@@ -335,33 +353,30 @@ def run_throughput(served: Served, o: DriftBenchOptions, log_dir: Path) -> dict[
         asyncio.run(ensure_topics(s))
         say(f"  writing {turns} turns as {len(records)} TurnBatch records to the broker")
         asyncio.run(_fill(s, records, keys))
-        raw_s = asyncio.run(_raw_consume(s, len(records)))
-        raw = turns / raw_s
-        say(f"  raw aiokafka consume: {raw:,.0f} turns/s ({len(records) / raw_s:,.0f} records/s)")
+        raw_trace = asyncio.run(_raw_consume(s, len(records)))
+        raw = steady_rate(raw_trace, len(records)) * turns / len(records)
+        say(f"  raw aiokafka consume: {raw:,.0f} turns/s")
         worker = start_worker(s, log_dir / "drift-worker.log", roles="drift")
+        trace: list[tuple[float, float]] = []
         try:
-            first: float | None = None
-            first_done = 0.0
             deadline = time.monotonic() + 600
             done = 0.0
             with tqdm(total=turns, desc="  drift worker", unit="turn", leave=False) as bar:
                 while done < turns and time.monotonic() < deadline:
                     now_done = _scored(port)
-                    now = time.perf_counter()
-                    if now_done > 0 and first is None:
-                        first, first_done = now, now_done
+                    trace.append((time.perf_counter(), now_done))
                     bar.update(now_done - done)
                     done = now_done
-                    time.sleep(0.05)
-            end = time.perf_counter()
+                    time.sleep(0.1)  # each poll is a scrape of the worker's /metrics
         finally:
             stop(worker, timeout=20)
-    agent = (done - first_done) / (end - first) if first is not None and end > first else 0.0
+    agent = steady_rate(trace, turns) if done >= turns else 0.0
     say(f"  drift agent: {agent:,.0f} turns/s ({agent / raw:.2f} of the raw consume rate)")
     return {
         "turns": turns,
         "records": len(records),
         "turns_per_record": 64,
+        "rates": "steady state: turns/s between the 10 % and 90 % marks of the stream",
         "raw_consume_turns_per_s": raw,
         "drift_agent_turns_per_s": agent,
         "ratio": agent / raw if raw else None,

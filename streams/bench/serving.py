@@ -24,7 +24,7 @@ from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
 from streams.processes import stop
-from streams.schemas import ChatInbound, TurnBatch
+from streams.schemas import ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 from streams.workers import start_worker
 
@@ -68,9 +68,9 @@ async def _exchange(s: Settings, texts: list[str], tag: str, rate: float | None)
             for msgs in (await cons.getmany(timeout_ms=200)).values():
                 now = time.time()
                 for m in msgs:
-                    for turn in TurnBatch.model_validate_json(m.value).turns:
-                        if turn.turn_id.startswith(tag + "-"):
-                            got[turn.turn_id] = now
+                    for turn_id in decode(TurnBatch, m.value).turn_ids:
+                        if turn_id.startswith(tag + "-"):
+                            got[turn_id] = now
         await task
     latencies = [got[t] - sent[t] for t in got]
     span = max(got.values()) - min(sent.values()) if got else float("nan")

@@ -17,7 +17,7 @@ from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
 from streams.kafka import consumer, producer
 from streams.processes import stop
-from streams.schemas import ChatInbound, ChatTurn, DeadLetter, TurnBatch
+from streams.schemas import ChatInbound, ChatTurn, DeadLetter, TurnBatch, decode
 from streams.settings import Settings
 from streams.workers import start_worker
 from tests.integration.conftest import bootstrap_node
@@ -90,7 +90,7 @@ def test_malformed_records_go_to_their_dlq_and_the_worker_keeps_serving(
                 turn
                 for m in turns
                 if m.value[:1] == b"{" and b"ok-1" in m.value
-                for turn in TurnBatch.model_validate_json(m.value).chat_turns()
+                for turn in decode(TurnBatch, m.value).chat_turns()
             ],
         )
 

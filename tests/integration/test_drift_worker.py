@@ -60,7 +60,6 @@ class Traffic:
                     text="hello",
                     intent=intent,
                     confidence=conf,
-                    top_k=[],
                     ts=time.time(),
                 )
             )

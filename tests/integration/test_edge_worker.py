@@ -19,7 +19,15 @@ from scenarios.generator import sample
 from streams import topics
 from streams.kafka import consumer, ensure_topics, producer
 from streams.processes import stop
-from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, Example, TrainingBatch, TurnBatch
+from streams.schemas import (
+    AdapterEvent,
+    ChatInbound,
+    ChatTurn,
+    Example,
+    TrainingBatch,
+    TurnBatch,
+    decode,
+)
 from streams.settings import Settings
 from streams.workers import start_worker
 from tests.integration.conftest import bootstrap_node
@@ -63,7 +71,7 @@ async def _ask(s: Settings, texts: list[str], tag: str, timeout: float = 90) -> 
         while ids - set(got) and time.monotonic() < deadline:
             for msgs in (await c.getmany(timeout_ms=300)).values():
                 for m in msgs:
-                    for turn in TurnBatch.model_validate_json(m.value).chat_turns():
+                    for turn in decode(TurnBatch, m.value).chat_turns():
                         if turn.turn_id in ids:
                             got[turn.turn_id] = turn
     assert set(got) == ids, f"{len(ids - set(got))} turns were not answered"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -163,6 +164,38 @@ def test_a_batch_scores_like_its_turns_one_by_one(rng: np.random.Generator) -> N
         assert w[name].signals["distance_z"] == pytest.approx(
             o[name].signals["distance_z"], abs=0.3
         )
+
+
+class _GeneralPathOnly(DriftMonitor):
+    """The monitor with its all-intents-at-once fast path turned off."""
+
+    def _score_in_control(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_the_all_intents_fast_path_matches_the_general_path(rng: np.random.Generator) -> None:
+    """Scoring the in-control intents together changes nothing: same transitions at the same
+    turns, same exported state (to rounding)."""
+    batches = _batches(rng, 120, shift_from=80)
+    fast, general = DriftMonitor(), _GeneralPathOnly()
+    got_fast, got_general = _feed(fast, batches), _feed(general, batches)
+    assert [(a.intent, a.new, a.turns) for a in got_fast] == [
+        (a.intent, a.new, a.turns) for a in got_general
+    ]
+    assert any(a.new == DriftState.DRIFTING for a in got_fast)
+    for s in general.snapshot():
+        f, g = fast.export_intent("n1", s.intent), general.export_intent("n1", s.intent)
+        assert f["turns"] == g["turns"] and f["state"] == g["state"]
+        for k in ("cusum", "recent"):
+            assert f[k] == pytest.approx(g[k], abs=1e-9)
+        for k in ("distance", "confidence", "low_conf"):
+            assert f[k] == pytest.approx(g[k], rel=1e-9)
+        assert _unpack(f["centroid"]) == pytest.approx(_unpack(g["centroid"]), abs=1e-6)
+
+
+def _unpack(packed: str | None) -> np.ndarray:
+    assert packed is not None
+    return np.frombuffer(base64.b64decode(packed), "<f4")
 
 
 def test_exported_state_resumes_exactly(rng: np.random.Generator) -> None:

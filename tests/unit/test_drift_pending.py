@@ -21,9 +21,7 @@ def _batch(rng: np.random.Generator, version: int, off: bool, dim: int = DIM) ->
         v = np.eye(dim)[9 if shifted else int(name[-1])] + 0.3 * rng.normal(size=dim)
         rows.append(v / np.linalg.norm(v))
         conf = float(np.clip(rng.normal(0.4 if shifted else 0.85, 0.1), 0, 1))
-        turns.append(
-            ServedTurn(turn_id=f"t{n}", text="x", intent=name, confidence=conf, top_k=[], ts=0.0)
-        )
+        turns.append(ServedTurn(turn_id=f"t{n}", text="x", intent=name, confidence=conf, ts=0.0))
     return TurnBatch.of("n1", version, turns, np.stack(rows), served_at=time.time())
 
 

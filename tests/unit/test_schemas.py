@@ -82,7 +82,7 @@ def _turn_batch(n: int = 3, dim: int = 384) -> TurnBatch:
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     turns = [
-        ServedTurn(turn_id=f"t{i}", text="hi", intent="greet", confidence=0.9, top_k=[], ts=1.0)
+        ServedTurn(turn_id=f"t{i}", text="hi", intent="greet", confidence=0.9, ts=1.0)
         for i in range(n)
     ]
     return TurnBatch.of("store-eu", 2, turns, vectors, served_at=2.0)
@@ -90,8 +90,9 @@ def _turn_batch(n: int = 3, dim: int = 384) -> TurnBatch:
 
 def test_turn_batch_carries_compact_embeddings() -> None:
     batch = _turn_batch()
-    again = decode(TurnBatch, batch.dumps())
-    assert len(again.embeddings) <= 3 * 1024
+    wire = batch.dumps()
+    assert len(wire) <= 3 * 384 * 2 + 400  # float16 bytes and a small JSON header
+    again = decode(TurnBatch, wire)
     np.testing.assert_allclose(
         again.embedding_matrix(), _turn_batch().embedding_matrix(), atol=1e-3
     )
@@ -100,10 +101,13 @@ def test_turn_batch_carries_compact_embeddings() -> None:
 
 
 def test_turn_batch_embeddings_must_match_its_turns() -> None:
-    data = json.loads(_turn_batch().dumps())
+    head, _, tail = _turn_batch().dumps().partition(b"\n")
+    data = json.loads(head)
     data["dim"] = 383
     with pytest.raises(SchemaError, match="expected 3 turns x 383 dims"):
-        decode(TurnBatch, json.dumps(data).encode())
-    data["dim"], data["embeddings"] = 384, "###"
-    with pytest.raises(SchemaError, match="not base64"):
-        decode(TurnBatch, json.dumps(data).encode())
+        decode(TurnBatch, json.dumps(data).encode() + b"\n" + tail)
+    with pytest.raises(SchemaError, match="no binary part"):
+        decode(TurnBatch, head)
+    data["dim"], data["intents"] = 384, ["greet"] * 2
+    with pytest.raises(SchemaError, match="intents: 2 values for 3 turns"):
+        decode(TurnBatch, json.dumps(data).encode() + b"\n" + tail)
