@@ -47,24 +47,22 @@ def segmented_cusum_paths(start: Array, steps: Array, seg_starts: Array) -> Arra
     """:func:`cusum_path` of many CUSUMs in one pass: rows ``seg_starts[g]`` up to the next
     start belong to segment ``g``, which starts from ``start[g]``; columns are independent.
 
-    ``steps`` is ``rows x signals`` and ``start`` is ``segments x signals``. The running
-    minimum of each segment must not see the segments before it: each segment is lifted by
-    a constant larger than the spread of all values, decreasing from segment to segment,
-    so one ``minimum.accumulate`` over all rows restarts at every segment.
+    ``steps`` is ``rows x signals`` and ``start`` is ``segments x signals``. The segments
+    are laid out as the rows of a zero-padded ``segments x longest x signals`` block, so
+    each value is computed by exactly the operations :func:`cusum_path` would use on its
+    segment alone: same floats, so the same decisions at a decision level.
     """
     n = len(steps)
     if n == 0:
         return np.zeros_like(steps)
-    seg = np.zeros(n, dtype=np.intp)
-    seg[seg_starts[1:]] = 1
-    seg = np.cumsum(seg)
-    c = np.cumsum(steps, axis=0)
-    before = np.vstack([np.zeros((1, steps.shape[1])), c])[seg_starts]
-    local = c - before[seg] + start[seg]
-    span = 2.0 * float(np.abs(local).max()) + 1.0
-    lift = ((len(seg_starts) - seg) * span)[:, None]
-    running_min = np.minimum.accumulate(local + lift, axis=0) - lift
-    return np.asarray(local - np.minimum(running_min, 0.0))
+    sizes = np.diff(np.append(seg_starts, n))
+    row = np.repeat(np.arange(len(seg_starts)), sizes)
+    col = np.arange(n) - np.repeat(seg_starts, sizes)
+    padded = np.zeros((len(seg_starts), int(sizes.max()), steps.shape[1]))
+    padded[row, col] = steps
+    c = start[:, None, :] + np.cumsum(padded, axis=1)
+    paths = c - np.minimum(np.minimum.accumulate(c, axis=1), 0.0)
+    return np.asarray(paths[row, col])
 
 
 def bernoulli_log_ratios(p0: float, shift: float) -> tuple[float, float]:

@@ -47,9 +47,9 @@ resumes.
 []
 >>> alarms = m.observe_turns("n1", ["track"] * 60, confidence(0.6, 60), emb(0.3, 60), now=1.0)
 >>> [(t.new.value, t.intent, t.turns) for t in alarms]
-[('warning', 'track', 63), ('drifting', 'track', 65)]
+[('warning', 'track', 62), ('drifting', 'track', 64)]
 >>> alarms[-1].reason
-'mean confidence -1.4 sd; embedding distance +1.6 sd'
+'mean confidence -1.1 sd; embedding distance +1.3 sd'
 """
 
 from __future__ import annotations
@@ -98,9 +98,9 @@ class DriftConfig:
     """Score from which an intent is in warning."""
     rate_shift: float = 0.3
     """Smallest rise of a rate (low-confidence, error) worth an alarm."""
-    distance_shift: float = 2.0
+    distance_shift: float = 1.0
     """Smallest rise of the mean distance worth an alarm, in reference standard deviations."""
-    confidence_shift: float = 2.0
+    confidence_shift: float = 1.0
     """Smallest fall of the mean confidence worth an alarm, in reference standard deviations."""
     share_ratio: float = 1.5
     """An intent's share of its node's traffic this many times its reference is a shift..."""
