@@ -78,7 +78,14 @@ class Settings:
     drift_min_turns: int = _doc(30, "Turns an intent needs before its reference is set.")
     drift_snapshot_s: float = _doc(10.0, "Seconds between drift score snapshots on drift.events.")
     drift_threshold: float = _doc(
-        14.0, "CUSUM decision level of every drift signal (higher: fewer, later alarms)."
+        14.0,
+        "CUSUM decision level of the rate signals: low-confidence share, share of traffic, "
+        "feedback errors (higher: fewer, later alarms).",
+    )
+    drift_gaussian_threshold: float = _doc(
+        20.0,
+        "CUSUM decision level of the mean-confidence and embedding-distance signals "
+        "(higher: fewer, later alarms).",
     )
     drift_checkpoint_s: float = _doc(
         1.0, "Seconds between checkpoints of the drift state to its table (alarms: always)."

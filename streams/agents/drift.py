@@ -170,7 +170,7 @@ def register(ctx: Context) -> None:
             min_turns=s.drift_min_turns,
             low_confidence=s.low_confidence,
             threshold=s.drift_threshold,
-            gaussian_threshold=s.drift_threshold,
+            gaussian_threshold=s.drift_gaussian_threshold,
         )
     )
     store = DriftStore(ctx, monitor)
