@@ -231,6 +231,8 @@ FeedbackKind = Literal["thumbs_up", "thumbs_down", "correction", "rating", "esca
 class Feedback(Record):
     """What a client says about a turn (posted to the webhook or produced directly)."""
 
+    # Clients write it: NaN or infinite numbers are refused here, for every producer.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     topic: ClassVar[str] = "chat.feedback"
     feedback_id: Id
     turn_id: Id

@@ -58,7 +58,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -553,7 +553,7 @@ class DriftMonitor:
         rows = np.concatenate([groups[n] for n in names])
         cf, e = conf[rows], emb[rows]
         low = cf < c.low_confidence
-        centroids = np.stack([it.centroid for it in its if it.centroid is not None])
+        centroids = np.stack([cast(Vector, it.centroid) for it in its])  # all set: ready
         distances = 1.0 - np.einsum("ij,ij->i", e, centroids[seg])
         d_mean = np.array([it.distance.mean for it in its])
         d_sd = np.array([it.distance.sd(c.min_sd) for it in its])

@@ -4,7 +4,7 @@
 >>> m.merge(np.array([1.0, 2.0, 3.0]))
 >>> (m.n, m.mean, round(m.var, 4))
 (3, 2.0, 0.6667)
->>> m.follow(np.array([10.0]), adapt=0.5)
+>>> m.follow_stats(1, 10.0, 0.0, adapt=0.5)
 >>> (m.mean, round(m.var, 2))
 (6.0, 16.33)
 >>> r = Rate()
@@ -62,13 +62,9 @@ class Moments:
         self.mean += delta * m / total
         self.n = total
 
-    def follow(self, values: np.ndarray[Any, Any], adapt: float) -> None:
-        """Move toward ``values`` as ``len(values)`` steps of weight ``adapt`` would."""
-        if len(values):
-            self.follow_stats(len(values), float(values.mean()), float(values.var()), adapt)
-
     def follow_stats(self, m: int, mean_b: float, var_b: float, adapt: float) -> None:
-        """:meth:`follow` of ``m`` values given by their mean and (population) variance."""
+        """Move toward ``m`` values (given by their mean and population variance) as ``m``
+        steps of weight ``adapt`` would."""
         w = 1.0 - (1.0 - adapt) ** m
         delta = mean_b - self.mean
         self.mean += w * delta

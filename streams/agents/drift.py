@@ -86,24 +86,21 @@ class DriftStore:
         if not force and time.monotonic() - self.last < self.ctx.settings.drift_checkpoint_s:
             return
         self.last = time.monotonic()
-        records: dict[str, tuple[str, Any]] = {}
+        records: dict[str, tuple[str, Any]] = {}  # key: (node, value)
+        shards: dict[str, set[int]] = {}  # dirty shards by node
         for node_id, intent in self.monitor.take_dirty():
             if node_id not in self.partition:
                 continue
             if intent is None:
-                records[node_id] = (node_id, None)
+                records[node_id] = (node_id, self.monitor.export_node(node_id))
             else:
-                records.setdefault(_shard_key(node_id, _shard(intent)), (node_id, _shard(intent)))
-        for key, (node_id, shard) in records.items():
-            value: Any
-            if shard is None:
-                value = self.monitor.export_node(node_id)
-            else:
-                value = {
-                    intent: self.monitor.export_intent(node_id, intent)
-                    for intent in self.monitor.intents(node_id)
-                    if _shard(intent) == shard
-                }
+                shards.setdefault(node_id, set()).add(_shard(intent))
+        for node_id, dirty in shards.items():
+            for intent in self.monitor.intents(node_id):
+                if (shard := _shard(intent)) in dirty:
+                    value = self.monitor.export_intent(node_id, intent)
+                    records.setdefault(_shard_key(node_id, shard), (node_id, {}))[1][intent] = value
+        for key, (node_id, value) in records.items():
             self.table.data[key] = value
             self.table.send_changelog(self.partition[node_id], key, value)
         written = len(records)

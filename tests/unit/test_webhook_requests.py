@@ -42,7 +42,7 @@ def test_one_feedback_and_a_batch_parse() -> None:
         (_body({**GOOD, "node_id": "../etc"}), JSON, False, 422, "node_id"),
         (_body({**GOOD, "extra": 1}), JSON, False, 422, "extra"),
         (_body({**GOOD, "ts": 1e400}), JSON, False, 400, "Infinity is not a JSON number"),
-        (_body(GOOD)[:-1] + b', "ts": 1e400}', JSON, False, 422, "ts: must be a finite"),
+        (_body(GOOD)[:-1] + b', "ts": 1e400}', JSON, False, 422, "ts: .*finite number"),
         (_body([GOOD]), JSON, True, 400, '{"feedback"'),
         (_body({"feedback": []}), JSON, True, 400, "non-empty"),
         (_body({"feedback": [GOOD] * (MAX_BATCH + 1)}), JSON, True, 413, "per batch"),
