@@ -2,18 +2,18 @@
 
 A node's batch is closed when it holds ``max_size`` examples ("size") or when its oldest
 example has waited ``max_age_s`` ("age"), so a quiet node still learns within a bounded time.
-An example id seen recently is ignored (a redelivered feedback or annotation is not learned
-twice), and the batch id is a hash of the node and the example ids, so the same examples
-always make the same batch id and the learner can apply each batch once.
+The batch id is a hash of the node and the example ids, so the same examples always make
+the same batch id and the learner can apply each batch once. Which examples are new (not a
+redelivery) is :class:`learners.feedback_ledger.SeenIds`' job, not the batcher's.
+Open batches export to JSON-able dicts, so a worker can keep them in a changelog.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
-
-from learners.join import RecentKeys
+from typing import Any, Literal
 
 Source = Literal["feedback", "teacher"]
 
@@ -28,6 +28,13 @@ class LabelledExample:
     source: Source
     confidence: float = 1.0
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelledExample:
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class TrainingBatch:
@@ -36,6 +43,16 @@ class TrainingBatch:
     examples: list[LabelledExample]
     created_at: float
     reason: Literal["size", "age"]
+    started: float = 0.0
+    """When its first example arrived (``created_at - started`` is the batch's age)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingBatch:
+        examples = [LabelledExample.from_dict(e) for e in data["examples"]]
+        return cls(**{**data, "examples": examples})
 
 
 @dataclass
@@ -53,19 +70,18 @@ class FeedbackBatcher:
     []
     >>> [(t.reason, len(t.examples)) for t in b.add(ex(2), now=1.0)]
     [('size', 2)]
-    >>> b.add(ex(2), now=2.0), b.add(ex(3), now=3.0)  # e2 again is ignored
-    ([], [])
+    >>> b.add(ex(3), now=3.0)
+    []
     >>> [(t.reason, len(t.examples)) for t in b.due(now=13.5)]
     [('age', 1)]
     """
 
-    def __init__(self, max_size: int, max_age_s: float, remember: int = 100_000) -> None:
+    def __init__(self, max_size: int, max_age_s: float) -> None:
         if max_size < 1 or max_age_s <= 0:
             raise ValueError("max_size must be >= 1 and max_age_s > 0")
         self.max_size = max_size
         self.max_age_s = max_age_s
         self._open: dict[str, _Open] = {}
-        self._seen: RecentKeys[str] = RecentKeys(remember)
 
     def pending(self) -> int:
         """Examples waiting in open batches."""
@@ -73,8 +89,6 @@ class FeedbackBatcher:
 
     def add(self, example: LabelledExample, now: float) -> list[TrainingBatch]:
         """Add ``example``; returns the batch it closed, if it filled one."""
-        if not self._seen.add(example.example_id):
-            return []
         batch = self._open.setdefault(example.node_id, _Open(started=now))
         batch.examples.append(example)
         if len(batch.examples) >= self.max_size:
@@ -94,7 +108,42 @@ class FeedbackBatcher:
             examples=batch.examples,
             created_at=now,
             reason=reason,
+            started=batch.started,
         )
+
+    def export_node(self, node_id: str) -> dict[str, Any] | None:
+        """``node_id``'s open batch as JSON-able data (None if it has none)."""
+        batch = self._open.get(node_id)
+        if batch is None:
+            return None
+        return {"started": batch.started, "examples": [e.to_dict() for e in batch.examples]}
+
+    def restore_node(self, node_id: str, data: dict[str, Any] | None) -> None:
+        """Put back what :meth:`export_node` gave (None: no open batch)."""
+        self._open.pop(node_id, None)
+        if data is not None:
+            examples = [LabelledExample.from_dict(e) for e in data["examples"]]
+            self._open[node_id] = _Open(started=data["started"], examples=examples)
+
+    def forget_node(self, node_id: str) -> None:
+        self._open.pop(node_id, None)
+
+
+def feedback_label(kind: str, label: str | None, predicted: str) -> str | None:
+    """The label a piece of feedback gives its turn: a correction's label, or the served
+    prediction for a thumbs-up; None for feedback that labels nothing (a thumbs-down is a
+    teacher candidate, a rating or an escalation says nothing about the intent).
+
+    >>> feedback_label("correction", "refund_status", "track_order")
+    'refund_status'
+    >>> feedback_label("thumbs_up", None, "track_order"), feedback_label("thumbs_down", None, "x")
+    ('track_order', None)
+    """
+    if kind == "correction":
+        return label
+    if kind == "thumbs_up":
+        return predicted
+    return None
 
 
 def batch_id(node_id: str, example_ids: list[str]) -> str:

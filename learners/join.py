@@ -32,6 +32,9 @@ class TurnCache(Generic[V]):
     >>> cache.put_many([("a", "x"), ("b", "y")], 0.0); cache.put_many([("c", "z")], 0.0)
     >>> cache.get("a", 0.0) is None, cache.get("c", 0.0), len(cache)
     (True, 'z', 1)
+
+    A put can carry a ``tag`` (say, where the batch is stored); :meth:`take_dropped` returns
+    the tags of the batches dropped since, so a copy kept elsewhere can be dropped too.
     """
 
     def __init__(self, ttl_s: float, max_items: int) -> None:
@@ -40,7 +43,8 @@ class TurnCache(Generic[V]):
         self.ttl_s = ttl_s
         self.max_items = max_items
         self._items: dict[str, V] = {}
-        self._batches: deque[tuple[float, list[str]]] = deque()
+        self._batches: deque[tuple[float, list[str], str | None]] = deque()
+        self._dropped: list[str] = []
 
     def __len__(self) -> int:
         return len(self._items)
@@ -48,11 +52,17 @@ class TurnCache(Generic[V]):
     def put(self, key: str, value: V, now: float) -> None:
         self.put_many(((key, value),), now)
 
-    def put_many(self, items: Iterable[tuple[str, V]], now: float) -> None:
+    def put_many(self, items: Iterable[tuple[str, V]], now: float, tag: str | None = None) -> None:
         """Put pairs that share one expiry (a batch's turns arrive together)."""
+        self.restore_many(items, now + self.ttl_s, tag)
+
+    def restore_many(
+        self, items: Iterable[tuple[str, V]], expiry: float, tag: str | None = None
+    ) -> None:
+        """Put pairs that expire at ``expiry`` (a batch reloaded after a restart)."""
         batch = dict(items)
         self._items.update(batch)
-        self._batches.append((now + self.ttl_s, list(batch)))
+        self._batches.append((expiry, list(batch), tag))
         while len(self._items) > self.max_items:
             self._drop_oldest()
 
@@ -67,8 +77,20 @@ class TurnCache(Generic[V]):
             self._drop_oldest()
         return before - len(self._items)
 
+    def take_dropped(self) -> list[str]:
+        """Tags of the batches dropped (expired or evicted) since the last call."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._batches.clear()
+        self._dropped.clear()
+
     def _drop_oldest(self) -> None:
-        _, keys = self._batches.popleft()
+        _, keys, tag = self._batches.popleft()
+        if tag is not None:
+            self._dropped.append(tag)
         pop = self._items.pop
         for key in keys:
             pop(key, None)

@@ -114,13 +114,27 @@ class Context:
 
     async def dead_letter(self, event: EventT, reason: str) -> None:
         msg = event.message
-        source = msg.topic
-        letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, reason)
+        await self.dead_letter_record(
+            msg.topic, msg.partition, msg.offset, msg.key, msg.value, reason
+        )
+
+    async def dead_letter_record(
+        self,
+        source: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+    ) -> None:
+        """Send a record of ``source`` to its DLQ with ``reason`` (also for a record whose
+        event is gone, such as feedback that waited for its turn across a restart)."""
+        letter = dead_letter(source, partition, offset, key, value, reason)
         await self.app.topic(topics.dlq(source), value_serializer="raw", key_serializer="raw").send(
-            key=msg.key, value=letter.dumps()
+            key=key, value=letter.dumps()
         )
         metrics.DEAD_LETTERS.labels(source).inc()
-        log.warning("dead letter from %s@%d:%d: %s", source, msg.partition, msg.offset, reason)
+        log.warning("dead letter from %s@%d:%d: %s", source, partition, offset, reason)
 
     def topic_of(self, event: EventT) -> str:
         """The event's topic without the deployment prefix."""

@@ -351,6 +351,39 @@ def bench_drift(
     run_drift_bench(list(datasets) or ["generated"], o, out, throughput)
 
 
+@main.command()
+def webhook() -> None:
+    """Run the feedback webhook: POST /v1/feedback and /v1/feedback/batch (signed with
+    HMAC-SHA256), /openapi.json, /healthz, /metrics.
+
+    Needs ECC_BROKER and ECC_WEBHOOK_SECRETS (client=secret,...); listens on
+    ECC_WEBHOOK_HOST:ECC_WEBHOOK_PORT. Answers 202 once the broker acknowledged the write.
+    """
+    import logging
+
+    from streams.webhook.server import parse_secrets, serve
+
+    settings = _settings()
+    if not settings.broker:
+        raise click.UsageError("set ECC_BROKER to the Kafka bootstrap servers (host:port)")
+    try:
+        secrets = parse_secrets(settings.webhook_secrets)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not secrets:
+        raise click.UsageError(
+            "set ECC_WEBHOOK_SECRETS to client=secret[,client2=secret2]: every request must "
+            "be signed with its client's secret"
+        )
+    logging.basicConfig(level=settings.log_level.upper())
+    click.echo(
+        f"feedback webhook on http://{settings.webhook_host}:{settings.webhook_port} "
+        f"(OpenAPI at /openapi.json), producing to {settings.broker}",
+        err=True,
+    )
+    serve(settings)
+
+
 @main.command("settings")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_settings(as_json: bool) -> None:
@@ -361,10 +394,10 @@ def show_settings(as_json: bool) -> None:
         for name, default, doc in Settings.describe()
     ]
     if as_json:
-        click.echo(json.dumps({r[0]: r[1] for r in rows if "PASSWORD" not in r[0]}, indent=2))
+        click.echo(json.dumps({r[0]: r[1] for r in rows if not Settings.is_secret(r[0])}, indent=2))
         return
     for name, value, default, doc in rows:
-        shown = "***" if "PASSWORD" in name and value else value
+        shown = "***" if Settings.is_secret(name) and value else value
         click.echo(
             f"{name:<32} {shown!s:<24} {doc}"
             + (f" [default {default}]" if shown != default else "")

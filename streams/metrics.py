@@ -33,10 +33,35 @@ DRIFT_CHECKPOINTS = Counter(
     "ecc_drift_checkpoint_records_total", "Drift state records written to the table changelog"
 )
 FEEDBACK = Counter("ecc_feedback_total", "Feedback received", ["node", "kind"])
+FEEDBACK_DUPLICATES = Counter(
+    "ecc_feedback_duplicates_total", "Feedback dropped as a repeat of an id seen before", ["node"]
+)
+FEEDBACK_OPEN = Gauge(
+    "ecc_feedback_open_examples", "Labelled examples waiting in open training batches"
+)
 JOIN_MISSES = Counter("ecc_feedback_join_misses_total", "Feedback whose turn is unknown", ["node"])
 BATCHES = Counter("ecc_training_batches_total", "Training batches emitted", ["node", "reason"])
 BATCH_SIZE = Histogram(
     "ecc_training_batch_examples", "Examples per training batch", buckets=(1, 4, 8, 16, 32, 64)
+)
+BATCH_AGE = Histogram(
+    "ecc_training_batch_age_seconds",
+    "Time from a batch's first example to its emission",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+)
+WEBHOOK_REQUESTS = Counter(
+    "ecc_webhook_requests_total", "Webhook answers by route and HTTP status", ["route", "status"]
+)
+WEBHOOK_SECONDS = Histogram(
+    "ecc_webhook_request_duration_seconds",
+    "Webhook time per request, the broker's acknowledgement included",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+WEBHOOK_FEEDBACK = Counter(
+    "ecc_webhook_feedback_total",
+    "Feedback items answered by the webhook (accepted or duplicate)",
+    ["kind", "outcome"],
 )
 TEACHER_REQUESTS = Counter("ecc_teacher_requests_total", "Teacher requests sent", ["node"])
 TEACHER_ANNOTATIONS = Counter(

@@ -16,9 +16,10 @@ from typing import Any
 ENV_PREFIX = "ECC_"
 
 
-def _doc(default: Any, doc: str) -> Any:
-    """A dataclass field with a default and a one-line description (shown by ``ecc settings``)."""
-    return field(default=default, metadata={"doc": doc})
+def _doc(default: Any, doc: str, secret: bool = False) -> Any:
+    """A dataclass field with a default and a one-line description (shown by ``ecc settings``);
+    a ``secret`` one is never printed."""
+    return field(default=default, metadata={"doc": doc, "secret": secret}, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Settings:
     security_protocol: str = _doc("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
     sasl_mechanism: str = _doc("PLAIN", "SASL mechanism when a SASL protocol is used.")
     sasl_username: str = _doc("", "SASL user name.")
-    sasl_password: str = _doc("", "SASL password (never logged).")
+    sasl_password: str = _doc("", "SASL password (never logged).", secret=True)
     ssl_cafile: str = _doc("", "CA bundle for SSL/SASL_SSL.")
 
     # --- Workers ------------------------------------------------------------------------------
@@ -72,7 +73,25 @@ class Settings:
     # --- Feedback and batching ------------------------------------------------------------------
     batch_size: int = _doc(32, "Labelled examples per training batch.")
     batch_max_age_s: float = _doc(20.0, "A non-empty batch older than this is flushed anyway.")
-    turn_ttl_s: float = _doc(3600.0, "How long a turn can still receive feedback.")
+    turn_ttl_s: float = _doc(
+        3600.0, "How long a turn can still receive feedback (and a feedback id is remembered)."
+    )
+
+    # --- Feedback webhook (`ecc webhook`) --------------------------------------------------------
+    webhook_host: str = _doc("0.0.0.0", "Address the webhook listens on.")
+    webhook_port: int = _doc(8080, "Port of the webhook (`POST /v1/feedback`, `/openapi.json`).")
+    webhook_secrets: str = _doc(
+        "",
+        "Client secrets of the webhook, `client=secret,other=secret2` (never logged).",
+        secret=True,
+    )
+    webhook_tolerance_s: float = _doc(
+        300.0, "Largest gap between a signature's timestamp and the webhook's clock."
+    )
+    webhook_produce_timeout_s: float = _doc(
+        5.0, "How long the webhook waits for the broker's acknowledgement before a 503."
+    )
+    webhook_retry_after_s: int = _doc(5, "Retry-After (seconds) of the webhook's 503 answers.")
 
     # --- Drift --------------------------------------------------------------------------------
     drift_min_turns: int = _doc(30, "Turns an intent needs before its reference is set.")
@@ -117,6 +136,12 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def is_secret(env_name: str) -> bool:
+        """Whether the setting ``env_name`` must never be printed or logged."""
+        name = env_name.removeprefix(ENV_PREFIX).lower()
+        return any(f.name == name and f.metadata.get("secret") for f in fields(Settings))
 
     @staticmethod
     def describe() -> list[tuple[str, str, str]]:

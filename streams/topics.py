@@ -34,7 +34,9 @@ DLQ_SUFFIX = ".dlq"
 
 DRIFT_STATE_TABLE = "drift-state"
 """Faust table of the drift agent's per-node state; its changelog is compacted."""
-TABLES = (DRIFT_STATE_TABLE,)
+FEEDBACK_STATE_TABLE = "feedback-state"
+"""Faust table of the feedback agent: ledgers, taken ids and the join's turns; compacted."""
+TABLES = (DRIFT_STATE_TABLE, FEEDBACK_STATE_TABLE)
 
 
 def changelog(app_id: str, table: str) -> str:

@@ -2,25 +2,47 @@
 labelled examples per node into training.batches (by size or age).
 
 A correction or a thumbs-up (a confirmed prediction) becomes a labelled example; a
-thumbs-down without a label goes to the teacher-request agent instead. Feedback whose turn
-has not arrived yet waits up to ``JOIN_WAIT_S``; after that, or for an expired turn, it goes
-to the DLQ with the reason.
+thumbs-down without a label is the teacher-request agent's (and counts as an error in the
+drift agent). Feedback whose turn has not arrived yet waits up to ``JOIN_WAIT_S``; after
+that, or for an expired turn, it goes to the DLQ with the reason. A feedback id or an
+annotated turn seen before (a client's retry) is counted and dropped.
+
+Nothing accepted is lost and nothing is learnt twice, across crashes too: all state lives
+in the Faust table ``feedback-state`` (changelog ``<ECC_APP_ID>-feedback-state-changelog``),
+by the rules of :mod:`learners.feedback_ledger`. Its keys:
+
+- ``node:<node>``: the node's ledger record (offsets, open batch, outbox, waiting feedback);
+- ``id:<example id>``: a taken id and the record that took it, until ``ECC_TURN_TTL_S``;
+- ``turns:<topic>/<partition>/<offset>``: one chat.turns record's ids, redacted texts and
+  predictions (the join side), until ``ECC_TURN_TTL_S``.
+
+Records go to the partition of the input record, which is the node's (co-partitioning), so
+the worker that takes over a node's partitions recovers its state before it reads on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from learners.batching import FeedbackBatcher, LabelledExample
+import faust
+from faust.types import EventT
+
+from learners.batching import FeedbackBatcher, LabelledExample, feedback_label
 from learners.batching import TrainingBatch as Batch
+from learners.feedback_ledger import FeedbackLedger, Origin, SeenIds, WaitingFeedback
 from learners.join import TurnCache
 from streams import metrics, topics
 from streams.app import Context
 from streams.schemas import Example, Feedback, TeacherAnnotation, TrainingBatch, TurnBatch
 
+log = logging.getLogger("ecc.feedback")
+
 JOIN_WAIT_S = 15.0
+MAX_TURNS = 200_000
 
 
 @dataclass(frozen=True)
@@ -30,78 +52,189 @@ class TurnInfo:
     intent: str
 
 
+class FeedbackStore:
+    """The agent's in-memory state and its mirror in the ``feedback-state`` table."""
+
+    def __init__(self, ctx: Context) -> None:
+        s = ctx.settings
+        self.ctx = ctx
+        self.ledger = FeedbackLedger(FeedbackBatcher(s.batch_size, s.batch_max_age_s))
+        self.seen = SeenIds(ttl_s=s.turn_ttl_s)
+        self.turns: TurnCache[TurnInfo] = TurnCache(ttl_s=s.turn_ttl_s, max_items=MAX_TURNS)
+        self.table = ctx.app.Table(
+            topics.FEEDBACK_STATE_TABLE,
+            default=None,
+            partitions=s.topic_partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+        self.loaded = False
+        self.ready = False  # the table is recovered (between a rebalance and its end: not)
+        self.lock = asyncio.Lock()
+
+    # -- the table ----------------------------------------------------------------------
+
+    def _put(self, key: str, value: Any, partition: int) -> None:
+        self.table.data[key] = value
+        self.table.send_changelog(partition, key, value)
+
+    def _delete(self, key: str, partition: int) -> None:
+        if self.table.data.pop(key, None) is not None:
+            self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def ensure_loaded(self) -> None:
+        """After a start or a rebalance: rebuild memory from the recovered table."""
+        if self.loaded:
+            return
+        self.loaded = True
+        feedback_topic = self.ctx.names(topics.CHAT_FEEDBACK)
+        assignment = self.ctx.app.consumer.assignment()
+        mine = {tp.partition for tp in assignment if tp.topic == feedback_topic}
+        for node_id in self.ledger.nodes():
+            self.ledger.forget(node_id)
+        self.seen.clear()
+        self.turns.clear()
+        turn_records = []
+        for key, value in list(self.table.data.items()):
+            kind, _, name = key.partition(":")
+            if kind == "node" and value["partition"] in mine:
+                self.ledger.restore(name, value)
+            elif kind == "id":
+                self.seen.restore(name, (value[0], value[1], value[2]), value[3])
+            elif kind == "turns":
+                turn_records.append((value["exp"], key, value))
+        for expiry, key, value in sorted(turn_records, key=lambda r: r[0]):
+            infos = (
+                (t, TurnInfo(value["node"], x, i))
+                for t, x, i in zip(value["ids"], value["texts"], value["intents"], strict=True)
+            )
+            self.turns.restore_many(infos, expiry, tag=key)
+        log.info(
+            "feedback state loaded: %d nodes, %d ids, %d turns",
+            len(self.ledger.nodes()),
+            len(self.seen),
+            len(self.turns),
+        )
+
+    def put_turns(self, batch: TurnBatch, origin: Origin, now: float) -> None:
+        key = "turns:{}/{}/{}".format(*origin)
+        rows = zip(batch.turn_ids, batch.texts, batch.intents, strict=True)
+        self.turns.put_many(((t, TurnInfo(batch.node_id, x, i)) for t, x, i in rows), now, key)
+        value = {
+            "node": batch.node_id,
+            "ids": batch.turn_ids,
+            "texts": batch.texts,
+            "intents": batch.intents,
+            "exp": now + self.turns.ttl_s,
+        }
+        self._put(key, value, origin[1])
+
+    def claim(self, example_id: str, origin: Origin, now: float) -> bool:
+        """Take ``example_id`` for the record at ``origin``; False for a duplicate."""
+        if not self.seen.claim(example_id, origin, now):
+            return False
+        held, expiry = self.seen.entry(example_id)
+        self._put(f"id:{example_id}", [*held, expiry], origin[1])
+        return True
+
+    def expire(self, now: float) -> None:
+        """Forget ids and turns past their time, in memory and in the table."""
+        for example_id, origin in self.seen.expire(now):
+            self._delete(f"id:{example_id}", origin[1])
+        self.turns.purge(now)
+        for key in self.turns.take_dropped():
+            self._delete(key, int(key.rsplit("/", 2)[1]))
+
+    async def commit(self) -> None:
+        """Write changed node records; send closed batches once their record is stored."""
+        for node_id in self.ledger.take_dirty():
+            if node_id in self.ledger:
+                partition = self.ledger.partition(node_id)
+                self._put(f"node:{node_id}", self.ledger.export(node_id), partition)
+        out = self.ledger.outbox()
+        if not out:
+            return
+        producer = self.ctx.app.producer
+        await producer.flush()  # the outbox is stored before its batches go out
+        for batch in out:
+            await self.ctx.send(topics.TRAINING_BATCHES, _record(batch), key=batch.node_id)
+            metrics.BATCHES.labels(batch.node_id, batch.reason).inc()
+            metrics.BATCH_SIZE.observe(len(batch.examples))
+            metrics.BATCH_AGE.observe(max(batch.created_at - batch.started, 0.0))
+        await producer.flush()  # acknowledged: now they may leave the outbox
+        self.ledger.sent(out)
+
+
+def _record(batch: Batch) -> TrainingBatch:
+    return TrainingBatch(
+        batch_id=batch.batch_id,
+        node_id=batch.node_id,
+        examples=[
+            Example(
+                example_id=e.example_id,
+                turn_id=e.turn_id,
+                text=e.text,
+                label=e.label,
+                source=e.source,
+                confidence=e.confidence,
+            )
+            for e in batch.examples
+        ],
+        created_at=batch.created_at,
+        reason=batch.reason,
+    )
+
+
 def register(ctx: Context) -> None:
     s = ctx.settings
-    turns: TurnCache[TurnInfo] = TurnCache(ttl_s=s.turn_ttl_s, max_items=200_000)
-    batcher = FeedbackBatcher(max_size=s.batch_size, max_age_s=s.batch_max_age_s)
-    waiting: list[tuple[float, Any, Feedback]] = []
+    store = FeedbackStore(ctx)
+    ledger = store.ledger
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.TEACHER_ANNOTATIONS)
 
-    async def emit(batches: list[Batch]) -> None:
-        for b in batches:
-            record = TrainingBatch(
-                batch_id=b.batch_id,
-                node_id=b.node_id,
-                examples=[
-                    Example(
-                        example_id=e.example_id,
-                        turn_id=e.turn_id,
-                        text=e.text,
-                        label=e.label,
-                        source=e.source,
-                        confidence=e.confidence,
-                    )
-                    for e in b.examples
-                ],
-                created_at=b.created_at,
-                reason=b.reason,
+    def learn(fb: Feedback, turn: TurnInfo, now: float) -> None:
+        label = feedback_label(fb.kind, fb.label, turn.intent)
+        if label is not None:
+            example = LabelledExample(
+                example_id=f"feedback:{fb.feedback_id}",
+                node_id=fb.node_id,
+                turn_id=fb.turn_id,
+                text=turn.text,
+                label=label,
+                source="feedback",
             )
-            await ctx.send(topics.TRAINING_BATCHES, record, key=b.node_id)
-            metrics.BATCHES.labels(b.node_id, b.reason).inc()
-            metrics.BATCH_SIZE.observe(len(b.examples))
+            ledger.add(example, now)
 
-    async def on_feedback(fb: Feedback, turn: TurnInfo, now: float) -> None:
-        label = fb.label if fb.kind == "correction" else None
-        if fb.kind == "thumbs_up":
-            label = turn.intent
-        if label is None:
-            return
-        example = LabelledExample(
-            example_id=f"feedback:{fb.feedback_id}",
-            node_id=fb.node_id,
-            turn_id=fb.turn_id,
-            text=turn.text,
-            label=label,
-            source="feedback",
-        )
-        await emit(batcher.add(example, now))
-
-    @ctx.app.agent(source, name="feedback")
-    async def feedback(stream: Any) -> None:
-        async for event in stream.events():
-            now = time.time()
-            kind = ctx.topic_of(event)
-            if kind == topics.CHAT_TURNS:
-                batch = await ctx.decode(event, TurnBatch, owner=False)
-                if batch is not None:
-                    rows = zip(batch.turn_ids, batch.texts, batch.intents, strict=True)
-                    turns.put_many(((t, TurnInfo(batch.node_id, x, i)) for t, x, i in rows), now)
-            elif kind == topics.CHAT_FEEDBACK:
-                fb = await ctx.decode(event, Feedback)
-                if fb is None:
-                    continue
-                metrics.FEEDBACK.labels(fb.node_id, fb.kind).inc()
-                info = turns.get(fb.turn_id, now)
-                if info is None:
-                    waiting.append((now + JOIN_WAIT_S, event, fb))
-                else:
-                    await on_feedback(fb, info, now)
+    async def handle(event: EventT, now: float) -> None:
+        kind = ctx.topic_of(event)
+        msg = event.message
+        origin: Origin = (kind, msg.partition, msg.offset)
+        if kind == topics.CHAT_TURNS:
+            batch = await ctx.decode(event, TurnBatch, owner=False)
+            if batch is not None:
+                store.put_turns(batch, origin, now)
+        elif kind == topics.CHAT_FEEDBACK:
+            fb = await ctx.decode(event, Feedback)
+            if fb is None or not ledger.fresh(fb.node_id, msg.partition, kind, msg.offset):
+                return
+            if not store.claim(f"feedback:{fb.feedback_id}", origin, now):
+                metrics.FEEDBACK_DUPLICATES.labels(fb.node_id).inc()
+                return
+            metrics.FEEDBACK.labels(fb.node_id, fb.kind).inc()
+            info = store.turns.get(fb.turn_id, now)
+            if info is None:
+                fields = fb.model_dump(mode="json")
+                ledger.wait(fb.node_id, WaitingFeedback(fields, origin, now + JOIN_WAIT_S))
             else:
-                ann = await ctx.decode(event, TeacherAnnotation)
-                if ann is None or ann.label is None or ann.confidence < s.teacher_min_confidence:
-                    continue
+                learn(fb, info, now)
+        else:
+            ann = await ctx.decode(event, TeacherAnnotation)
+            if ann is None or ann.label is None or ann.confidence < s.teacher_min_confidence:
+                return
+            if not ledger.fresh(ann.node_id, msg.partition, kind, msg.offset):
+                return
+            example_id = f"teacher:{ann.turn_id}"
+            if store.claim(example_id, origin, now):
                 example = LabelledExample(
-                    example_id=f"teacher:{ann.turn_id}",
+                    example_id=example_id,
                     node_id=ann.node_id,
                     turn_id=ann.turn_id,
                     text=ann.text,
@@ -109,21 +242,59 @@ def register(ctx: Context) -> None:
                     source="teacher",
                     confidence=ann.confidence,
                 )
-                await emit(batcher.add(example, now))
+                ledger.add(example, now)
+
+    @ctx.app.agent(source, name="feedback")
+    async def feedback(stream: Any) -> None:
+        async for events in stream.take_events(500, within=0.05):
+            async with store.lock:
+                store.ensure_loaded()
+                now = time.time()
+                for event in events:
+                    try:
+                        await handle(event, now)
+                    except Exception as exc:  # one bad record must not stop the feedback loop
+                        log.exception("feedback handling failed on a record")
+                        await ctx.dead_letter(event, f"feedback handling failed: {exc!r}"[:500])
+                # Queued before these events are acknowledged: Faust flushes it before it
+                # commits their offsets (rule 1 of learners.feedback_ledger).
+                await store.commit()
 
     @ctx.app.timer(interval=1.0)
-    async def flush() -> None:
-        now = time.time()
-        still: list[tuple[float, Any, Feedback]] = []
-        for deadline, event, fb in waiting:
-            info = turns.get(fb.turn_id, now)
-            if info is not None:
-                await on_feedback(fb, info, now)
-            elif now < deadline:
-                still.append((deadline, event, fb))
-            else:
-                metrics.JOIN_MISSES.labels(fb.node_id).inc()
-                await ctx.dead_letter(event, f"unknown or expired turn {fb.turn_id!r}")
-        waiting[:] = still
-        await emit(batcher.due(now))
-        turns.purge(now)
+    async def tick() -> None:
+        if not store.ready:
+            return
+        async with store.lock:
+            store.ensure_loaded()
+            now = time.time()
+            known = lambda turn_id: store.turns.get(turn_id, now) is not None  # noqa: E731
+            for node_id, item, joined in list(ledger.take_waiting(now, known)):
+                fb = Feedback.model_validate(item.feedback)
+                info = store.turns.get(fb.turn_id, now)
+                if joined and info is not None:
+                    learn(fb, info, now)
+                    continue
+                metrics.JOIN_MISSES.labels(node_id).inc()
+                topic, partition, offset = item.origin
+                await ctx.dead_letter_record(
+                    ctx.names(topic),
+                    partition,
+                    offset,
+                    node_id.encode(),
+                    fb.dumps(),
+                    f"unknown or expired turn {fb.turn_id!r} (waited {JOIN_WAIT_S:.0f} s)",
+                )
+            ledger.due(now)
+            store.expire(now)
+            await store.commit()
+            metrics.FEEDBACK_OPEN.set(ledger.batcher.pending())
+
+    # A rebalance brings partitions whose state is recovered from the changelog before
+    # on_rebalance_complete; memory is rebuilt from the table after that, never during.
+    @ctx.app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        store.ready = store.loaded = False
+
+    @ctx.app.on_rebalance_complete.connect
+    async def on_recovered(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        store.ready = True

@@ -1,6 +1,8 @@
-"""Batching policy: per node, by size or age, each example once, stable batch ids."""
+"""Batching policy: per node, by size or age, stable batch ids, exportable open batches."""
 
 from __future__ import annotations
+
+import json
 
 from learners.batching import FeedbackBatcher, LabelledExample, batch_id
 
@@ -31,12 +33,17 @@ def test_batches_close_by_age() -> None:
     assert b.due(now=100.0) == []
 
 
-def test_a_redelivered_example_is_learnt_once() -> None:
-    b = FeedbackBatcher(max_size=2, max_age_s=10)
-    assert b.add(ex(1), 0.0) == []
-    assert b.add(ex(1), 0.1) == []
-    (batch,) = b.add(ex(2), 0.2)
-    assert [e.example_id for e in batch.examples] == ["e1", "e2"]
+def test_an_open_batch_survives_export_and_restore() -> None:
+    b = FeedbackBatcher(max_size=3, max_age_s=10)
+    b.add(ex(1), 1.0)
+    b.add(ex(2), 2.0)
+    data = json.loads(json.dumps(b.export_node("n1")))  # as stored in a changelog
+    other = FeedbackBatcher(max_size=3, max_age_s=10)
+    other.restore_node("n1", data)
+    (batch,) = other.add(ex(3), 3.0)
+    assert [e.example_id for e in batch.examples] == ["e1", "e2", "e3"]
+    assert batch.started == 1.0 and batch == b.add(ex(3), 3.0)[0]
+    assert other.export_node("n1") is None
 
 
 def test_batch_ids_depend_on_node_and_examples_only() -> None:

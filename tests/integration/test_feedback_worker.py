@@ -1,0 +1,176 @@
+"""The feedback agent on the real broker, killed with -9 again and again while feedback
+flows: every labelling feedback ends in exactly one training batch of its node.
+
+A real `ecc serve --roles feedback` process joins feedback with turn batches of two nodes.
+The feedback holds corrections and thumbs-up (labelled examples), thumbs-down and ratings
+(no example), clients' repeats of a feedback id (dropped) and feedback for turns nobody
+served (dead-lettered after the join wait). The worker gets SIGKILL at several points and
+is restarted; the batches it sent (a batch may be sent again after a restart, always with
+the same id and examples, which the learner applies once) must hold each expected example
+exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streams import topics
+from streams.kafka import consumer, ensure_topics, producer
+from streams.processes import stop
+from streams.schemas import DeadLetter, Feedback, ServedTurn, TrainingBatch, TurnBatch
+from streams.settings import Settings
+from streams.workers import start_worker
+
+pytestmark = pytest.mark.integration
+
+NODES = ("store-a", "store-b")
+TURNS_PER_BATCH = 20
+BATCHES_PER_NODE = 10
+KINDS = ("correction", "thumbs_up", "thumbs_down", "rating")
+
+
+def _turn_batches() -> list[TurnBatch]:
+    out = []
+    for b in range(BATCHES_PER_NODE):
+        for node in NODES:
+            turns = [
+                ServedTurn(
+                    turn_id=f"{node}-t{b * TURNS_PER_BATCH + i}",
+                    text=f"turn {i} of batch {b} at {node}",
+                    intent="track_order",
+                    confidence=0.8,
+                    ts=time.time(),
+                )
+                for i in range(TURNS_PER_BATCH)
+            ]
+            out.append(TurnBatch.of(node, 1, turns, np.zeros((len(turns), 8)), time.time()))
+    return out
+
+
+def _feedback(batches: list[TurnBatch]) -> tuple[list[Feedback], dict[str, str], list[str]]:
+    """Feedback on every turn (kinds in turn), 20 repeats, 4 for unknown turns; returns
+    it, the expected examples (example id -> node) and the unknown turns' feedback ids."""
+    items: list[Feedback] = []
+    expected: dict[str, str] = {}
+    for batch in batches:
+        for k, turn_id in enumerate(batch.turn_ids):
+            kind = KINDS[k % len(KINDS)]
+            fb = Feedback(
+                feedback_id=f"fb-{turn_id}",
+                turn_id=turn_id,
+                node_id=batch.node_id,
+                kind=kind,
+                label="refund_status" if kind == "correction" else None,
+                rating=3 if kind == "rating" else None,
+            )
+            items.append(fb)
+            if kind in ("correction", "thumbs_up"):
+                expected[f"feedback:{fb.feedback_id}"] = batch.node_id
+    items += items[:40:2]  # a client's retries: same ids, later offsets
+    unknown = [
+        Feedback(
+            feedback_id=f"fb-ghost-{i}", turn_id=f"ghost-{i}", node_id="store-a", kind="thumbs_up"
+        )
+        for i in range(4)
+    ]
+    return items + unknown, expected, [fb.feedback_id for fb in unknown]
+
+
+async def _produce(s: Settings, records: list[tuple[str, str, bytes]]) -> None:
+    async with producer(s) as p:
+        for topic, key, value in records:
+            await p.send_and_wait(s.topic_prefix + topic, value, key=key.encode())
+
+
+async def _read_all(s: Settings, topic: str, idle_s: float = 1.0) -> list[Any]:
+    out: list[Any] = []
+    async with consumer(s, [s.topic_prefix + topic]) as c:
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle_s:
+            got = await c.getmany(timeout_ms=200)
+            for msgs in got.values():
+                out += msgs
+            if got:
+                quiet_since = time.monotonic()
+    return out
+
+
+def _examples_by_batch(s: Settings) -> dict[str, TrainingBatch]:
+    """Distinct training batches by id; a resent batch must equal the first copy."""
+    batches: dict[str, TrainingBatch] = {}
+    for msg in asyncio.run(_read_all(s, topics.TRAINING_BATCHES)):
+        batch = TrainingBatch.model_validate_json(msg.value)
+        first = batches.setdefault(batch.batch_id, batch)
+        assert first.examples == batch.examples, (
+            f"batch {batch.batch_id} resent with other examples"
+        )
+        assert msg.key == batch.node_id.encode()
+    return batches
+
+
+def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    s = settings.replace(
+        state_dir=tmp_path_factory.mktemp("feedback-state"),
+        app_id="ecc-feedback-test",
+        topic_prefix="feedback-test.",
+        metrics_port=0,
+        batch_size=8,
+        batch_max_age_s=2.0,
+    )
+    asyncio.run(ensure_topics(s))
+    log: Path = tmp_path_factory.mktemp("feedback-log") / "worker.log"
+    turn_batches = _turn_batches()
+    items, expected, ghosts = _feedback(turn_batches)
+    asyncio.run(_produce(s, [(topics.CHAT_TURNS, b.node_id, b.dumps()) for b in turn_batches]))
+    rng = np.random.default_rng(3)
+    worker = start_worker(s, log, roles="feedback")
+    kills = 0
+    try:
+        chunks = np.array_split(np.arange(len(items)), 6)
+        for chunk in chunks:
+            records = [(topics.CHAT_FEEDBACK, items[i].node_id, items[i].dumps()) for i in chunk]
+            asyncio.run(_produce(s, records))
+            time.sleep(float(rng.uniform(0.2, 2.5)))  # the worker is somewhere in this chunk
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+            kills += 1
+            worker = start_worker(s, log, roles="feedback")
+
+        deadline = time.monotonic() + 120
+        while True:
+            batches = _examples_by_batch(s)
+            taken = [(e.example_id, b.node_id) for b in batches.values() for e in b.examples]
+            if len(taken) >= len(expected) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        letters = [
+            DeadLetter.model_validate_json(m.value)
+            for m in asyncio.run(_read_all(s, topics.dlq(topics.CHAT_FEEDBACK), idle_s=20))
+        ]
+    finally:
+        stop(worker, timeout=20)
+
+    counts: dict[str, int] = defaultdict(int)
+    for example_id, node in taken:
+        counts[example_id] += 1
+        assert expected.get(example_id) == node, f"{example_id} in a batch of {node}"
+    assert kills == 6
+    assert set(counts) == set(expected), (
+        f"lost {sorted(set(expected) - set(counts))[:5]}, "
+        f"unexpected {sorted(set(counts) - set(expected))[:5]}"
+    )
+    assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1][:5]
+    missed = sorted(Feedback.model_validate_json(x.original()).feedback_id for x in letters)
+    assert missed == sorted(ghosts), missed
+    assert all("unknown or expired turn" in x.error for x in letters)
