@@ -384,6 +384,32 @@ def webhook() -> None:
     serve(settings)
 
 
+@bench.command("webhook")
+@click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds per run.")
+@click.option("--quick", is_flag=True, help="One run (32 connections) instead of three.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/bench-webhook"),
+    show_default=True,
+    help="Where the JSON report goes.",
+)
+def bench_webhook(duration: float, quick: bool, out: Path) -> None:
+    """Accepted feedback per second and latency percentiles of the webhook under wrk.
+
+    Starts an embedded broker and an `ecc webhook`, then drives it with wrk (Debian package
+    `wrk`; `make tools` installs it) using distinct pre-signed requests: single feedback at
+    32 and at 4 connections, and batches of 50. Every accepted id is checked on
+    chat.feedback. See streams/bench/webhook.py.
+    """
+    from streams.bench.webhook import run_webhook_bench
+
+    try:
+        run_webhook_bench(out, duration, _settings(), quick)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command("settings")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_settings(as_json: bool) -> None:

@@ -1,9 +1,10 @@
 """``ecc demo``: the whole loop on an embedded broker, with a drifting replayed stream.
 
 The demo plays the outside world: customers (turns on chat.inbound, paced at ``--rate``)
-and their clients' feedback (a few labels, more thumbs, sent after the answer came back on
-chat.turns). Everything in between is the real service: a ``ecc serve`` worker process on
-a Tansu broker. What happened is read back from the topics and printed.
+and their clients' feedback (a few labels, more thumbs, posted signed to the feedback
+webhook after the answer came back on chat.turns). Everything in between is the real
+service: an ``ecc serve`` worker process and an ``ecc webhook`` process on a Tansu broker.
+What happened is read back from the topics and printed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import shutil
 import sys
 import time
@@ -33,7 +35,7 @@ from streams import topics
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import stop
+from streams.processes import free_port, stop
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
@@ -46,7 +48,8 @@ from streams.schemas import (
     decode,
 )
 from streams.settings import Settings
-from streams.workers import start_worker
+from streams.webhook.client import FeedbackClient
+from streams.workers import start_webhook, start_worker
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         app_id=f"ecc-demo-{os.getpid()}",
         batch_max_age_s=min(base.batch_max_age_s, 10.0),
         drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
+        webhook_host="127.0.0.1",
+        webhook_port=free_port(),
+        webhook_secrets=f"{DEMO_CLIENT}={secrets.token_hex(16)}",
     )
     say(
         f"[1/5] building the {options.scenario!r} scenario "
@@ -115,24 +121,37 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         settings = settings.replace(broker=broker.bootstrap)
         say(f"[3/5] Tansu broker on {broker.bootstrap}; creating topics")
         asyncio.run(ensure_topics(settings))
-        say(f"[4/5] starting the stream worker (log: {out / 'worker.log'})")
-        with tqdm(desc="      waiting for partitions", bar_format="{desc} {elapsed}") as bar:
-            worker = start_worker(
-                settings,
-                out / "worker.log",
-                timeout=options.worker_start_timeout_s,
-                tick=lambda: bar.update(0),
-            )
+        say(
+            f"[4/5] starting the stream worker and the feedback webhook "
+            f"(logs: {out / 'worker.log'}, {out / 'webhook.log'})"
+        )
+        webhook, url = start_webhook(settings, out / "webhook.log")
         try:
-            say(f"[5/5] replaying {len(scenario.stream)} turns at {options.rate:g}/s")
-            replay = Replay(scenario, settings, options)
-            asyncio.run(replay.run())
+            with tqdm(desc="      waiting for partitions", bar_format="{desc} {elapsed}") as bar:
+                worker = start_worker(
+                    settings,
+                    out / "worker.log",
+                    timeout=options.worker_start_timeout_s,
+                    tick=lambda: bar.update(0),
+                )
+            try:
+                say(
+                    f"      webhook {url} (OpenAPI at {url}/openapi.json, metrics at {url}/metrics)"
+                )
+                say(f"[5/5] replaying {len(scenario.stream)} turns at {options.rate:g}/s")
+                replay = Replay(scenario, settings, options, url)
+                asyncio.run(replay.run())
+            finally:
+                stop(worker, timeout=10)
         finally:
-            stop(worker, timeout=10)
+            stop(webhook)
     summary = summarise(scenario, replay, registry, settings, options, time.time() - started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out / "summary.json")
     return summary
+
+
+DEMO_CLIENT = "demo"
 
 
 @dataclass
@@ -140,6 +159,7 @@ class Replay:
     scenario: Scenario
     settings: Settings
     options: DemoOptions
+    webhook_url: str
     served: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     teacher_requests: int = 0
@@ -148,6 +168,7 @@ class Replay:
     adapters: list[dict[str, Any]] = field(default_factory=list)
     feedback: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    client: FeedbackClient | None = None
 
     async def run(self) -> None:
         truth = {t.turn_id: t for t in self.scenario.stream}
@@ -161,9 +182,11 @@ class Replay:
         ]
         names = [self.settings.topic_prefix + t for t in watched]
         names += [self.settings.topic_prefix + topics.dlq(t) for t in topics.ALL]
+        secret = self.settings.webhook_secrets.partition("=")[2].encode()
         async with (
             producer(self.settings, linger_ms=5) as prod,
             consumer(self.settings, names) as cons,
+            FeedbackClient(self.webhook_url, DEMO_CLIENT, secret) as self.client,
         ):
             bar = tqdm(total=len(self.scenario.stream), desc="      turns served", unit="turn")
             send_task = asyncio.create_task(self._send(prod))
@@ -175,7 +198,7 @@ class Replay:
                     for tp, messages in batch.items():
                         for m in messages:
                             last_activity = time.time()
-                            await self._observe(tp.topic, m.value, truth, prod, bar)
+                            await self._observe(tp.topic, m.value, truth, bar)
                     if send_task.done():
                         send_task.result()
                     if len(self.served) >= len(self.scenario.stream):
@@ -202,7 +225,7 @@ class Replay:
         await prod.flush()
 
     async def _observe(
-        self, topic: str, value: bytes, truth: dict[str, Any], prod: Any, bar: tqdm[Any]
+        self, topic: str, value: bytes, truth: dict[str, Any], bar: tqdm[Any]
     ) -> None:
         name = topic[len(self.settings.topic_prefix) :]
         if name.endswith(topics.DLQ_SUFFIX):
@@ -210,7 +233,7 @@ class Replay:
             say(f"      ! dead letter on {name}: {json.loads(value).get('error', '')[:120]}")
         elif name == topics.CHAT_TURNS:
             for turn in decode(TurnBatch, value).chat_turns():
-                await self._served(turn, truth, prod, bar)
+                await self._served(turn, truth, bar)
         elif name == topics.DRIFT_EVENTS:
             ev = DriftEvent.model_validate_json(value)
             if ev.kind == "transition":
@@ -252,9 +275,7 @@ class Replay:
                 f"{acc_s}{added} ({ad.reason[:70]})"
             )
 
-    async def _served(
-        self, turn: ChatTurn, truth: dict[str, Any], prod: Any, bar: tqdm[Any]
-    ) -> None:
+    async def _served(self, turn: ChatTurn, truth: dict[str, Any], bar: tqdm[Any]) -> None:
         true = truth[turn.turn_id]
         self.served.append(
             {
@@ -268,13 +289,13 @@ class Replay:
             }
         )
         bar.update(1)
-        await self._feedback(turn, true.label, prod)
+        await self._feedback(turn, true.label)
         if len(self.served) % 200 == 0:
             recent = self.served[-200:]
             acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
             bar.set_postfix(acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published())
 
-    async def _feedback(self, turn: ChatTurn, label: str, prod: Any) -> None:
+    async def _feedback(self, turn: ChatTurn, label: str) -> None:
         """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash."""
         r = random.Random(zlib.crc32(f"{self.options.seed}:{turn.turn_id}".encode())).random()
         right = turn.intent == label
@@ -293,8 +314,8 @@ class Replay:
             label=label if kind == "correction" else None,
         )
         self.feedback[kind] += 1
-        topic = self.settings.topic_prefix + topics.CHAT_FEEDBACK
-        await prod.send(topic, fb.dumps(), key=turn.node_id.encode())
+        assert self.client is not None
+        await self.client.post([fb])
 
     def _alarms(self) -> int:
         return sum(1 for t in self.transitions if t["state"] == "drifting")

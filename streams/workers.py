@@ -1,4 +1,5 @@
-"""Starting an ``ecc serve`` worker as a child process and waiting until it is ready.
+"""Starting ``ecc serve`` workers and the ``ecc webhook`` as child processes, and waiting
+until they are ready.
 
 The demo, the serving benchmark and the integration tests all run real workers this way.
 A worker writes ``<state_dir>/worker.ready`` once its partitions are assigned.
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,3 +62,32 @@ def start_worker(
             tick()
         time.sleep(0.2)
     return proc
+
+
+def start_webhook(
+    settings: Settings, log: Path, timeout: float = 60.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """An ``ecc webhook`` child with ``settings``; returns it and its base URL once its
+    ``/healthz`` answers (it waits for the broker before it listens)."""
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    proc = spawn(
+        [sys.executable, "-m", "streams.cli", "webhook"],
+        env=env,
+        log=log,
+        death_signal=signal.SIGKILL,
+    )
+    host = "127.0.0.1" if settings.webhook_host in ("0.0.0.0", "") else settings.webhook_host
+    url = f"http://{host}:{settings.webhook_port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            stop(proc)
+            tail = log.read_text()[-4000:] if log.exists() else ""
+            raise RuntimeError(f"the webhook did not start; end of {log}:\n{tail}")
+        time.sleep(0.2)

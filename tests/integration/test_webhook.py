@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,12 +28,12 @@ from hypothesis import strategies as st
 from streams import topics
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import free_port, spawn, stop
+from streams.processes import free_port, stop
 from streams.schemas import ServedTurn, TrainingBatch, TurnBatch
 from streams.settings import Settings
 from streams.webhook.requests import MAX_BODY_BYTES
 from streams.webhook.signing import sign
-from streams.workers import start_worker
+from streams.workers import start_webhook, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -72,20 +71,7 @@ def hook_settings(
 @pytest.fixture(scope="module")
 def webhook(hook_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("hook-log") / "webhook.log"
-    env = {**os.environ, **hook_settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    proc = spawn([sys.executable, "-m", "streams.cli", "webhook"], env=env, log=log)
-    url = f"http://127.0.0.1:{hook_settings.webhook_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                assert r.status == 200
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError(f"webhook did not start:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.2)
+    proc, url = start_webhook(hook_settings, log)
     try:
         yield url
     finally:
