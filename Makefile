@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint typecheck unit integration clean
+.PHONY: help install run test lint typecheck unit integration tools clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,9 @@ integration: $(STAMP)  ## integration tests only (real Tansu broker)
 
 test: lint typecheck  ## lint, types, then every test (unit, doctests, integration)
 	$(BIN)/pytest -q -ra
+
+tools:  ## the benchmarks' load generator: wrk (Debian package)
+	@command -v wrk >/dev/null || { apt-get install -y wrk || sudo apt-get install -y wrk; }
 
 clean:  ## remove the virtualenv, state and caches
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
