@@ -35,13 +35,14 @@ ENV HF_HUB_OFFLINE=1 \
     ECC_STATE_DIR=/var/lib/ecc
 
 USER ecc
-# Faust keeps its (relative) data dir under the working directory: container-local, not
-# in the shared state volume.
+# Faust's data dir is <ECC_STATE_DIR>/faust; its tables are in memory (rebuilt from their
+# changelogs), so workers sharing the volume write nothing there that could clash.
 WORKDIR /home/ecc
 VOLUME /var/lib/ecc
 
-# 9464: Prometheus metrics (ECC_METRICS_PORT); 6066: the worker's web port (ECC_WEB_PORT).
-EXPOSE 9464 6066
+# 9464: Prometheus metrics (ECC_METRICS_PORT); 6066: the worker's web port (ECC_WEB_PORT);
+# 8080: the feedback webhook (`ecc webhook`, ECC_WEBHOOK_PORT; its metrics at /metrics).
+EXPOSE 9464 6066 8080
 
 # Healthy once the metrics endpoint answers (a serving worker opens it after start-up;
 # one-shot commands such as `topics create` never do, so compose disables it for them).

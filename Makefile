@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint typecheck unit integration tools clean
+.PHONY: help install run test test-deps lint typecheck unit integration tools clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,8 +25,8 @@ run: $(STAMP)  ## the main job: `ecc demo` on an embedded broker with generated 
 	$(BIN)/ecc demo $(ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check)
-	$(BIN)/ruff check streams learners models scenarios tests
-	$(BIN)/ruff format --check streams learners models scenarios tests
+	$(BIN)/ruff check streams learners models scenarios tests infra
+	$(BIN)/ruff format --check streams learners models scenarios tests infra
 
 typecheck: $(STAMP)  ## mypy on the packages
 	$(BIN)/mypy
@@ -37,7 +37,20 @@ unit: $(STAMP)  ## unit tests and doctests only (no broker)
 integration: $(STAMP)  ## integration tests only (real Tansu broker)
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck  ## lint, types, then every test (unit, doctests, integration)
+# Tools the tests call: Prometheus and promtool, docker-compose (Debian packages), and the
+# Grafana schema types with TypeScript (npm, pinned by infra/grafana/check/package-lock.json).
+APT_GET := $(shell command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo) apt-get
+test-deps:  ## install what the tests need besides Python: prometheus, docker-compose, npm packages
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x infra/grafana/check/node_modules/.bin/tsc || npm ci --prefix infra/grafana/check --no-audit --no-fund --silent
+
+test: lint typecheck test-deps  ## lint, types, then every test (unit, doctests, integration, infra)
 	$(BIN)/pytest -q -ra
 
 tools:  ## the benchmarks' load generator: wrk (Debian package)

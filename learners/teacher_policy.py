@@ -94,6 +94,10 @@ class TeacherRequestPolicy:
         """The drifting intents of ``node_id`` with their scores."""
         return {i: s for (n, i), s in self._drifting.items() if n == node_id}
 
+    def nodes(self) -> list[str]:
+        """Nodes seen so far (served turns or drift events)."""
+        return sorted(set(self._buckets) | {node for node, _ in self._drifting})
+
     def budget_left(self, node_id: str, now: float) -> float:
         bucket = self._buckets.get(node_id)
         return bucket.left(now) if bucket else float(self.budget_per_minute)

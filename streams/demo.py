@@ -35,7 +35,7 @@ from streams import topics
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import free_port, stop
+from streams.processes import free_port, port_is_free, stop
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
@@ -49,6 +49,7 @@ from streams.schemas import (
 )
 from streams.settings import Settings
 from streams.webhook.client import FeedbackClient
+from streams.webhook.server import parse_secrets
 from streams.workers import start_webhook, start_worker
 
 
@@ -67,6 +68,11 @@ class DemoOptions:
     worker_start_timeout_s: float = 180.0
 
 
+def _usable(port: int) -> int:
+    """``port`` if it is free, else any free port (a demo must not fail on a busy port)."""
+    return port if port_is_free(port) else free_port()
+
+
 def say(msg: str) -> None:
     tqdm.write(msg, file=sys.stdout)
 
@@ -83,9 +89,12 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         app_id=f"ecc-demo-{os.getpid()}",
         batch_max_age_s=min(base.batch_max_age_s, 10.0),
         drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
+        # ECC_WEBHOOK_PORT (8080) and ECC_WEBHOOK_SECRETS when given and usable; else a
+        # free port and a one-off secret.
         webhook_host="127.0.0.1",
-        webhook_port=free_port(),
-        webhook_secrets=f"{DEMO_CLIENT}={secrets.token_hex(16)}",
+        webhook_port=_usable(base.webhook_port),
+        metrics_port=_usable(base.metrics_port) if base.metrics_port else 0,
+        webhook_secrets=base.webhook_secrets or f"{DEMO_CLIENT}={secrets.token_hex(16)}",
     )
     say(
         f"[1/5] building the {options.scenario!r} scenario "
@@ -182,11 +191,11 @@ class Replay:
         ]
         names = [self.settings.topic_prefix + t for t in watched]
         names += [self.settings.topic_prefix + topics.dlq(t) for t in topics.ALL]
-        secret = self.settings.webhook_secrets.partition("=")[2].encode()
+        client, secret = next(iter(parse_secrets(self.settings.webhook_secrets).items()))
         async with (
             producer(self.settings, linger_ms=5) as prod,
             consumer(self.settings, names) as cons,
-            FeedbackClient(self.webhook_url, DEMO_CLIENT, secret) as self.client,
+            FeedbackClient(self.webhook_url, client, secret) as self.client,
         ):
             bar = tqdm(total=len(self.scenario.stream), desc="      turns served", unit="turn")
             send_task = asyncio.create_task(self._send(prod))

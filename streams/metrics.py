@@ -14,6 +14,11 @@ CONFIDENCE = Histogram(
 INFER_SECONDS = Histogram(
     "ecc_inference_batch_seconds", "Edge inference time per micro-batch", ["node"]
 )
+CONSUMER_LAG = Gauge(
+    "ecc_consumer_lag",
+    "Records of a topic not yet read by this worker (sum over its partitions)",
+    ["topic"],
+)
 DEAD_LETTERS = Counter("ecc_dead_letters_total", "Records sent to a DLQ", ["topic"])
 DRIFT_SCORE = Gauge("ecc_drift_score", "Combined drift score", ["node", "intent"])
 DRIFT_STATE = Gauge(
@@ -66,6 +71,9 @@ WEBHOOK_FEEDBACK = Counter(
 TEACHER_REQUESTS = Counter("ecc_teacher_requests_total", "Teacher requests sent", ["node"])
 TEACHER_ANNOTATIONS = Counter(
     "ecc_teacher_annotations_total", "Teacher answers", ["node", "outcome"]
+)
+TEACHER_BUDGET = Gauge(
+    "ecc_teacher_budget_remaining", "Teacher requests a node may still send now", ["node"]
 )
 TEACHER_SECONDS = Histogram("ecc_teacher_batch_seconds", "Teacher backend time per batch")
 ADAPTER_UPDATES = Counter(

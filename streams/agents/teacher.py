@@ -76,6 +76,14 @@ def register_requests(ctx: Context) -> None:
             )
             await ctx.send(topics.TEACHER_REQUESTS, record, key=c.node_id)
             metrics.TEACHER_REQUESTS.labels(c.node_id).inc()
+            metrics.TEACHER_BUDGET.labels(c.node_id).set(policy.budget_left(c.node_id, now))
+
+    @ctx.app.timer(interval=5.0)
+    async def budget_gauges() -> None:
+        """The budget refills between requests: keep the gauge of every known node true."""
+        now = time.time()
+        for node_id in policy.nodes():
+            metrics.TEACHER_BUDGET.labels(node_id).set(policy.budget_left(node_id, now))
 
     @ctx.app.agent(source, name="teacher-requests")
     async def teacher_requests(stream: Any) -> None:

@@ -162,12 +162,20 @@ def test_signed_feedback_reaches_a_training_batch_of_its_node(
         )
         assert status == 202, body
         assert body == {"accepted": ["ok-1", "ok-2", "ok-3"], "duplicates": []}
+        # The client retries one of them: acknowledged, not learnt twice.
+        again = post(webhook, feedback("ok-1", "w-t1", "correction", label="refund_status"))
+        assert again[:2] == (202, {"accepted": [], "duplicates": ["ok-1"]})
         deadline = time.monotonic() + 60
         examples: dict[str, tuple[str, str, str]] = {}
         while len(examples) < 2 and time.monotonic() < deadline:
             for m in asyncio.run(_read(s, topics.TRAINING_BATCHES)):
                 b = TrainingBatch.model_validate_json(m.value)
                 examples |= {e.example_id: (b.node_id, e.text, e.label) for e in b.examples}
+        time.sleep(2 * s.batch_max_age_s)  # a second copy would have been batched by now
+        for m in asyncio.run(_read(s, topics.TRAINING_BATCHES)):
+            b = TrainingBatch.model_validate_json(m.value)
+            ids = [e.example_id for e in b.examples]
+            assert len(ids) == len(set(ids)) and set(ids) <= set(examples), ids
         assert examples == {
             "feedback:ok-1": (NODE, "where is parcel 1", "refund_status"),
             "feedback:ok-2": (NODE, "where is parcel 2", "track_order"),
@@ -345,3 +353,24 @@ def test_with_the_broker_stopped_it_answers_503_and_a_retry_is_accepted(
     assert status == 202, body
     assert "outage-1" in body["accepted"] + body["duplicates"]
     assert "outage-1" in produced_ids(hook_settings)
+
+
+def test_with_the_broker_killed_it_answers_503_and_takes_writes_once_it_is_back(
+    webhook: str, hook_settings: Settings, hook_broker: EmbeddedBroker
+) -> None:
+    hook_broker.stop()  # connection refused from now on
+    try:
+        status, body, headers = post(webhook, feedback("restart-1"))
+        assert status == 503, body
+        assert headers.get("Retry-After") == "1"
+    finally:
+        hook_broker.start()  # same port; an empty in-memory broker
+        asyncio.run(ensure_topics(hook_settings))
+    deadline = time.monotonic() + 60
+    while True:
+        status, body, _ = post(webhook, feedback("restart-1"))
+        if status == 202 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status == 202, body
+    assert "restart-1" in produced_ids(hook_settings)

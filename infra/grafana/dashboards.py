@@ -1,0 +1,385 @@
+"""Writes the Grafana dashboards of ``infra/grafana/dashboards/`` (one per concern).
+
+The JSON files are generated, not hand-edited, so every panel has the same shape and the
+tests can check them all the same way (`tests/infra/`: Grafana's schema types, and every
+query against a real Prometheus scraping a running pipeline). After a change here:
+
+    .venv/bin/python infra/grafana/dashboards.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+
+Query = tuple[str, str]  # (PromQL, legend)
+
+
+def _panel(
+    title: str,
+    description: str,
+    queries: list[Query],
+    unit: str = "short",
+    kind: str = "timeseries",
+) -> dict[str, Any]:
+    options: dict[str, Any]
+    if kind == "timeseries":
+        options = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    else:  # stat
+        options = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "textMode": "auto",
+        }
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": options,
+        "targets": [
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+            }
+            for i, (expr, legend) in enumerate(queries)
+        ],
+    }
+
+
+def _dashboard(
+    uid: str, title: str, description: str, panels: list[dict[str, Any]]
+) -> dict[str, Any]:
+    for i, panel in enumerate(panels):
+        panel["id"] = i + 1
+        panel["gridPos"] = {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)}
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["ecc"],
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "templating": {
+            "list": [
+                {
+                    "name": "node",
+                    "label": "edge node",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": "label_values(ecc_adapter_version, node)",
+                    "refresh": 2,
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
+                    "current": {"text": "All", "value": "$__all"},
+                }
+            ]
+        },
+        "annotations": {
+            "list": [
+                {
+                    "name": "drift alarms",
+                    "datasource": DATASOURCE,
+                    "enable": True,
+                    "iconColor": "red",
+                    "target": {
+                        "refId": "alarms",
+                        "datasource": DATASOURCE,
+                        "expr": 'changes(ecc_drift_alarms_total{node=~"$node"}[1m]) > 0',
+                        "legendFormat": "drift alarm {{node}}/{{intent}}",
+                    },
+                }
+            ]
+        },
+        "panels": panels,
+    }
+
+
+N = 'node=~"$node"'
+
+TRAFFIC = _dashboard(
+    "ecc-traffic-drift",
+    "ecc: traffic and drift",
+    "What the edge nodes serve and where customers' language drifts, per node and intent.",
+    [
+        _panel(
+            "Turns served per second",
+            "Turns answered by edge nodes.",
+            [(f"sum by (node) (rate(ecc_turns_served_total{{{N}}}[1m]))", "{{node}}")],
+            "reqps",
+        ),
+        _panel(
+            "Top intents (turns per second)",
+            "The ten busiest (node, intent) pairs.",
+            [
+                (
+                    f"topk(10, sum by (node, intent) (rate(ecc_turns_served_total{{{N}}}[5m])))",
+                    "{{node}}/{{intent}}",
+                )
+            ],
+            "reqps",
+        ),
+        _panel(
+            "Confidence (median and 10th percentile)",
+            "Of served predictions; a falling low tail means the model meets text it does not know.",
+            [
+                (
+                    f"histogram_quantile(0.5, sum by (node, le) (rate(ecc_turn_confidence_bucket{{{N}}}[5m])))",
+                    "p50 {{node}}",
+                ),
+                (
+                    f"histogram_quantile(0.1, sum by (node, le) (rate(ecc_turn_confidence_bucket{{{N}}}[5m])))",
+                    "p10 {{node}}",
+                ),
+            ],
+            "percentunit",
+        ),
+        _panel(
+            "Drift score, highest intents",
+            "Combined drift score in [0, 1] (the largest signal's CUSUM over its decision level).",
+            [(f"topk(10, max by (node, intent) (ecc_drift_score{{{N}}}))", "{{node}}/{{intent}}")],
+            "percentunit",
+        ),
+        _panel(
+            "Intents by drift state",
+            "How many intents are stable, warning, drifting or recovering.",
+            [(f"sum by (state) (ecc_drift_state{{{N}}})", "{{state}}")],
+        ),
+        _panel(
+            "Drift alarms (last hour)",
+            "Transitions into drifting, per node and intent.",
+            [
+                (
+                    f"sum by (node, intent) (increase(ecc_drift_alarms_total{{{N}}}[1h]))",
+                    "{{node}}/{{intent}}",
+                )
+            ],
+        ),
+    ],
+)
+
+LEARNING = _dashboard(
+    "ecc-learning",
+    "ecc: learning and adapters",
+    "The edge learners: adapter versions, held-out accuracy, update outcomes and durations.",
+    [
+        _panel(
+            "Serving adapter version",
+            "Version each node serves; a rollback shows as a step down.",
+            [(f"max by (node) (ecc_adapter_version{{{N}}})", "{{node}}")],
+        ),
+        _panel(
+            "Held-out accuracy of the serving version",
+            "On the node's held-out reservoir (never trained on).",
+            [(f"max by (node) (ecc_adapter_holdout_accuracy{{{N}}})", "{{node}}")],
+            "percentunit",
+        ),
+        _panel(
+            "Adapter updates by outcome (per hour)",
+            "published, rejected by the eval gate, skipped (a batch applied before), rolled back.",
+            [
+                (
+                    f"sum by (node, status) (increase(ecc_adapter_updates_total{{{N}}}[1h]))",
+                    "{{node}} {{status}}",
+                )
+            ],
+        ),
+        _panel(
+            "LoRA update duration (p50, p90)",
+            "Batch-to-decision time: LoRA steps, replay, eval gate, publish.",
+            [
+                (
+                    f"histogram_quantile(0.5, sum by (le) (rate(ecc_lora_update_seconds_bucket{{{N}}}[15m])))",
+                    "p50",
+                ),
+                (
+                    f"histogram_quantile(0.9, sum by (le) (rate(ecc_lora_update_seconds_bucket{{{N}}}[15m])))",
+                    "p90",
+                ),
+            ],
+            "s",
+        ),
+        _panel(
+            "Training batches by reason (per hour)",
+            "Closed by size (ECC_BATCH_SIZE) or by age (ECC_BATCH_MAX_AGE_S).",
+            [
+                (
+                    f"sum by (node, reason) (increase(ecc_training_batches_total{{{N}}}[1h]))",
+                    "{{node}} {{reason}}",
+                )
+            ],
+        ),
+        _panel(
+            "Training batch size and age (mean)",
+            "Examples per batch, and seconds from a batch's first example to its emission.",
+            [
+                (
+                    "sum(rate(ecc_training_batch_examples_sum[15m])) / sum(rate(ecc_training_batch_examples_count[15m]))",
+                    "examples",
+                ),
+                (
+                    "sum(rate(ecc_training_batch_age_seconds_sum[15m])) / sum(rate(ecc_training_batch_age_seconds_count[15m]))",
+                    "age (s)",
+                ),
+            ],
+        ),
+    ],
+)
+
+FEEDBACK = _dashboard(
+    "ecc-feedback-teacher",
+    "ecc: feedback and teacher",
+    "What clients post to the webhook, what the feedback agent makes of it, and the teacher.",
+    [
+        _panel(
+            "Webhook answers by status (per second)",
+            "202 accepted; 4xx refused requests (401 signature, 413/415/400/422 body); 503 broker down.",
+            [
+                (
+                    'sum by (status) (rate(ecc_webhook_requests_total{route=~"/v1/.*"}[1m]))',
+                    "{{status}}",
+                )
+            ],
+            "reqps",
+        ),
+        _panel(
+            "Webhook latency (p50, p99)",
+            "Per request, the broker's acknowledgement included.",
+            [
+                (
+                    'histogram_quantile(0.5, sum by (le) (rate(ecc_webhook_request_duration_seconds_bucket{route=~"/v1/.*"}[5m])))',
+                    "p50",
+                ),
+                (
+                    'histogram_quantile(0.99, sum by (le) (rate(ecc_webhook_request_duration_seconds_bucket{route=~"/v1/.*"}[5m])))',
+                    "p99",
+                ),
+            ],
+            "s",
+        ),
+        _panel(
+            "Feedback by kind (per minute)",
+            "Joined by the feedback agent; duplicates (a repeated feedback id) are dropped.",
+            [
+                (f"sum by (kind) (rate(ecc_feedback_total{{{N}}}[5m])) * 60", "{{kind}}"),
+                (f"sum(rate(ecc_feedback_duplicates_total{{{N}}}[5m])) * 60", "duplicates"),
+                (f"sum(rate(ecc_feedback_join_misses_total{{{N}}}[5m])) * 60", "join misses (DLQ)"),
+            ],
+        ),
+        _panel(
+            "Examples waiting in open batches",
+            "Labelled examples not yet in a training batch.",
+            [("sum(ecc_feedback_open_examples)", "open examples")],
+        ),
+        _panel(
+            "Teacher requests and answers (per minute)",
+            "Requests sent for drifting intents; answers by outcome (labelled, abstained, low confidence).",
+            [
+                (f"sum(rate(ecc_teacher_requests_total{{{N}}}[5m])) * 60", "requests"),
+                (
+                    f"sum by (outcome) (rate(ecc_teacher_annotations_total{{{N}}}[5m])) * 60",
+                    "{{outcome}}",
+                ),
+            ],
+        ),
+        _panel(
+            "Teacher budget left and latency",
+            "Requests a node may still send this minute; teacher time per batch (p90).",
+            [
+                (f"min by (node) (ecc_teacher_budget_remaining{{{N}}})", "budget {{node}}"),
+                (
+                    "histogram_quantile(0.9, sum by (le) (rate(ecc_teacher_batch_seconds_bucket[15m])))",
+                    "p90 seconds",
+                ),
+            ],
+        ),
+    ],
+)
+
+PIPELINE = _dashboard(
+    "ecc-pipeline",
+    "ecc: pipeline health",
+    "Are the components up, keeping up, and fed well-formed records?",
+    [
+        _panel(
+            "Components up",
+            "1 when Prometheus scraped the component.",
+            [('up{job=~"ecc-.*"}', "{{job}} {{instance}}")],
+        ),
+        _panel(
+            "Consumer lag by topic",
+            "Records the stream workers have not read yet.",
+            [("sum by (topic) (ecc_consumer_lag)", "{{topic}}")],
+        ),
+        _panel(
+            "Dead letters by topic (per hour)",
+            "Malformed records sent to <topic>.dlq with the reason.",
+            [("sum by (topic) (increase(ecc_dead_letters_total[1h]))", "{{topic}}")],
+        ),
+        _panel(
+            "Drift agent time per buffer (p50, p99)",
+            "Decode, score and checkpoint of one buffer of records.",
+            [
+                (
+                    "histogram_quantile(0.5, sum by (le) (rate(ecc_drift_batch_seconds_bucket[5m])))",
+                    "p50",
+                ),
+                (
+                    "histogram_quantile(0.99, sum by (le) (rate(ecc_drift_batch_seconds_bucket[5m])))",
+                    "p99",
+                ),
+            ],
+            "s",
+        ),
+        _panel(
+            "Edge inference time per micro-batch (p90)",
+            "Per node.",
+            [
+                (
+                    f"histogram_quantile(0.9, sum by (node, le) (rate(ecc_inference_batch_seconds_bucket{{{N}}}[5m])))",
+                    "{{node}}",
+                )
+            ],
+            "s",
+        ),
+        _panel(
+            "Turns scored by the drift agent (per second)",
+            "Should follow turns served.",
+            [(f"sum by (node) (rate(ecc_drift_turns_scored_total{{{N}}}[1m]))", "{{node}}")],
+            "reqps",
+        ),
+    ],
+)
+
+DASHBOARDS = {
+    "traffic-drift.json": TRAFFIC,
+    "learning.json": LEARNING,
+    "feedback-teacher.json": FEEDBACK,
+    "pipeline.json": PIPELINE,
+}
+
+
+def render(dashboard: dict[str, Any]) -> str:
+    return json.dumps(dashboard, indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    for name, dashboard in DASHBOARDS.items():
+        (OUT / name).write_text(render(dashboard))
+        print(f"wrote {OUT / name}")
