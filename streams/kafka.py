@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -85,6 +86,21 @@ async def producer(settings: Settings, **extra: Any) -> AsyncIterator[AIOKafkaPr
         yield p
     finally:
         await p.stop()
+
+
+async def read_all(settings: Settings, topic: str, idle_s: float = 1.0, **extra: Any) -> list[Any]:
+    """Every record of ``topic`` (prefix applied) from the start, read until none came
+    for ``idle_s`` seconds (tests and benchmarks checking what reached the broker)."""
+    out: list[Any] = []
+    async with consumer(settings, [settings.topic_prefix + topic], **extra) as c:
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle_s:
+            got = await c.getmany(timeout_ms=200, max_records=20_000)
+            for msgs in got.values():
+                out += msgs
+            if got:
+                quiet_since = time.monotonic()
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -94,15 +94,17 @@ def _dashboard(
         "annotations": {
             "list": [
                 {
-                    "name": "drift alarms",
+                    "name": "drifting intents",
                     "datasource": DATASOURCE,
                     "enable": True,
                     "iconColor": "red",
                     "target": {
                         "refId": "alarms",
                         "datasource": DATASOURCE,
-                        "expr": 'changes(ecc_drift_alarms_total{node=~"$node"}[1m]) > 0',
-                        "legendFormat": "drift alarm {{node}}/{{intent}}",
+                        # the state gauge, not changes() of the alarms counter: that
+                        # series is born at 1, so its first alarm is no change at all
+                        "expr": DRIFTING,
+                        "legendFormat": "{{node}}/{{intent}} drifting",
                     },
                 }
             ]
@@ -112,6 +114,22 @@ def _dashboard(
 
 
 N = 'node=~"$node"'
+V1 = 'route=~"/v1/.*"'
+DRIFTING = f'max by (node, intent) (ecc_drift_state{{{N}, state="drifting"}}) == 1'
+WEBHOOK_SECONDS = "ecc_webhook_request_duration_seconds"
+
+
+def quantile(q: float, metric: str, by: str = "", window: str = "5m", match: str = "") -> str:
+    """PromQL for the ``q`` quantile of histogram ``metric`` (grouped ``by``)."""
+    group = f"{by}, le" if by else "le"
+    selector = f"{{{match}}}" if match else ""
+    return f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{selector}[{window}])))"
+
+
+def mean(metric: str, window: str = "15m") -> str:
+    """PromQL for the mean of histogram ``metric`` over ``window``."""
+    return f"sum(rate({metric}_sum[{window}])) / sum(rate({metric}_count[{window}]))"
+
 
 TRAFFIC = _dashboard(
     "ecc-traffic-drift",
@@ -137,14 +155,14 @@ TRAFFIC = _dashboard(
         ),
         _panel(
             "Confidence (median and 10th percentile)",
-            "Of served predictions; a falling low tail means the model meets text it does not know.",
+            "Of served predictions; a falling low tail: the model meets text it does not know.",
             [
                 (
-                    f"histogram_quantile(0.5, sum by (node, le) (rate(ecc_turn_confidence_bucket{{{N}}}[5m])))",
+                    quantile(0.5, "ecc_turn_confidence", "node", match=N),
                     "p50 {{node}}",
                 ),
                 (
-                    f"histogram_quantile(0.1, sum by (node, le) (rate(ecc_turn_confidence_bucket{{{N}}}[5m])))",
+                    quantile(0.1, "ecc_turn_confidence", "node", match=N),
                     "p10 {{node}}",
                 ),
             ],
@@ -205,11 +223,11 @@ LEARNING = _dashboard(
             "Batch-to-decision time: LoRA steps, replay, eval gate, publish.",
             [
                 (
-                    f"histogram_quantile(0.5, sum by (le) (rate(ecc_lora_update_seconds_bucket{{{N}}}[15m])))",
+                    quantile(0.5, "ecc_lora_update_seconds", window="15m", match=N),
                     "p50",
                 ),
                 (
-                    f"histogram_quantile(0.9, sum by (le) (rate(ecc_lora_update_seconds_bucket{{{N}}}[15m])))",
+                    quantile(0.9, "ecc_lora_update_seconds", window="15m", match=N),
                     "p90",
                 ),
             ],
@@ -230,11 +248,11 @@ LEARNING = _dashboard(
             "Examples per batch, and seconds from a batch's first example to its emission.",
             [
                 (
-                    "sum(rate(ecc_training_batch_examples_sum[15m])) / sum(rate(ecc_training_batch_examples_count[15m]))",
+                    mean("ecc_training_batch_examples"),
                     "examples",
                 ),
                 (
-                    "sum(rate(ecc_training_batch_age_seconds_sum[15m])) / sum(rate(ecc_training_batch_age_seconds_count[15m]))",
+                    mean("ecc_training_batch_age_seconds"),
                     "age (s)",
                 ),
             ],
@@ -249,7 +267,7 @@ FEEDBACK = _dashboard(
     [
         _panel(
             "Webhook answers by status (per second)",
-            "202 accepted; 4xx refused requests (401 signature, 413/415/400/422 body); 503 broker down.",
+            "202 accepted; 401 bad signature; 413/415/400/422 bad body; 503 broker down.",
             [
                 (
                     'sum by (status) (rate(ecc_webhook_requests_total{route=~"/v1/.*"}[1m]))',
@@ -263,11 +281,11 @@ FEEDBACK = _dashboard(
             "Per request, the broker's acknowledgement included.",
             [
                 (
-                    'histogram_quantile(0.5, sum by (le) (rate(ecc_webhook_request_duration_seconds_bucket{route=~"/v1/.*"}[5m])))',
+                    quantile(0.5, WEBHOOK_SECONDS, match=V1),
                     "p50",
                 ),
                 (
-                    'histogram_quantile(0.99, sum by (le) (rate(ecc_webhook_request_duration_seconds_bucket{route=~"/v1/.*"}[5m])))',
+                    quantile(0.99, WEBHOOK_SECONDS, match=V1),
                     "p99",
                 ),
             ],
@@ -289,7 +307,7 @@ FEEDBACK = _dashboard(
         ),
         _panel(
             "Teacher requests and answers (per minute)",
-            "Requests sent for drifting intents; answers by outcome (labelled, abstained, low confidence).",
+            "Requests sent for drifting intents; the teacher's answers by outcome.",
             [
                 (f"sum(rate(ecc_teacher_requests_total{{{N}}}[5m])) * 60", "requests"),
                 (
@@ -304,7 +322,7 @@ FEEDBACK = _dashboard(
             [
                 (f"min by (node) (ecc_teacher_budget_remaining{{{N}}})", "budget {{node}}"),
                 (
-                    "histogram_quantile(0.9, sum by (le) (rate(ecc_teacher_batch_seconds_bucket[15m])))",
+                    quantile(0.9, "ecc_teacher_batch_seconds", window="15m"),
                     "p90 seconds",
                 ),
             ],
@@ -337,11 +355,11 @@ PIPELINE = _dashboard(
             "Decode, score and checkpoint of one buffer of records.",
             [
                 (
-                    "histogram_quantile(0.5, sum by (le) (rate(ecc_drift_batch_seconds_bucket[5m])))",
+                    quantile(0.5, "ecc_drift_batch_seconds"),
                     "p50",
                 ),
                 (
-                    "histogram_quantile(0.99, sum by (le) (rate(ecc_drift_batch_seconds_bucket[5m])))",
+                    quantile(0.99, "ecc_drift_batch_seconds"),
                     "p99",
                 ),
             ],
@@ -352,7 +370,7 @@ PIPELINE = _dashboard(
             "Per node.",
             [
                 (
-                    f"histogram_quantile(0.9, sum by (node, le) (rate(ecc_inference_batch_seconds_bucket{{{N}}}[5m])))",
+                    quantile(0.9, "ecc_inference_batch_seconds", "node", match=N),
                     "{{node}}",
                 )
             ],

@@ -28,7 +28,7 @@ from typing import Any
 from streams import topics
 from streams.bench.report import environment, table, write_json
 from streams.broker import EmbeddedBroker
-from streams.kafka import consumer, ensure_topics
+from streams.kafka import ensure_topics, read_all
 from streams.processes import free_port, stop
 from streams.schemas import Feedback
 from streams.settings import Settings
@@ -149,20 +149,9 @@ def _settled(url: str) -> dict[str, float]:
 
 async def _count_on_topic(s: Settings, prefix: str) -> tuple[int, int]:
     """(records, distinct ids) on chat.feedback whose feedback id starts with ``prefix``."""
-    ids: list[str] = []
     needle = f'"feedback_id":"{prefix}'.encode()
-    async with consumer(
-        s, [s.topic_prefix + topics.CHAT_FEEDBACK], max_partition_fetch_bytes=8 << 20
-    ) as c:
-        quiet = time.monotonic()
-        while time.monotonic() - quiet < 2.0:
-            got = await c.getmany(timeout_ms=300, max_records=20_000)
-            for msgs in got.values():
-                for m in msgs:
-                    if needle in m.value:
-                        ids.append(json.loads(m.value)["feedback_id"])
-            if got:
-                quiet = time.monotonic()
+    records = await read_all(s, topics.CHAT_FEEDBACK, 2.0, max_partition_fetch_bytes=8 << 20)
+    ids = [json.loads(m.value)["feedback_id"] for m in records if needle in m.value]
     return len(ids), len(set(ids))
 
 

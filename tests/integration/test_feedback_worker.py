@@ -18,13 +18,12 @@ import signal
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from streams import topics
-from streams.kafka import consumer, ensure_topics, producer
+from streams.kafka import ensure_topics, producer, read_all
 from streams.processes import stop
 from streams.schemas import DeadLetter, Feedback, ServedTurn, TrainingBatch, TurnBatch
 from streams.settings import Settings
@@ -91,23 +90,10 @@ async def _produce(s: Settings, records: list[tuple[str, str, bytes]]) -> None:
             await p.send_and_wait(s.topic_prefix + topic, value, key=key.encode())
 
 
-async def _read_all(s: Settings, topic: str, idle_s: float = 1.0) -> list[Any]:
-    out: list[Any] = []
-    async with consumer(s, [s.topic_prefix + topic]) as c:
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < idle_s:
-            got = await c.getmany(timeout_ms=200)
-            for msgs in got.values():
-                out += msgs
-            if got:
-                quiet_since = time.monotonic()
-    return out
-
-
 def _examples_by_batch(s: Settings) -> dict[str, TrainingBatch]:
     """Distinct training batches by id; a resent batch must equal the first copy."""
     batches: dict[str, TrainingBatch] = {}
-    for msg in asyncio.run(_read_all(s, topics.TRAINING_BATCHES)):
+    for msg in asyncio.run(read_all(s, topics.TRAINING_BATCHES)):
         batch = TrainingBatch.model_validate_json(msg.value)
         first = batches.setdefault(batch.batch_id, batch)
         assert first.examples == batch.examples, (
@@ -156,7 +142,7 @@ def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
             time.sleep(2)
         letters = [
             DeadLetter.model_validate_json(m.value)
-            for m in asyncio.run(_read_all(s, topics.dlq(topics.CHAT_FEEDBACK), idle_s=20))
+            for m in asyncio.run(read_all(s, topics.dlq(topics.CHAT_FEEDBACK), idle_s=20))
         ]
     finally:
         stop(worker, timeout=20)

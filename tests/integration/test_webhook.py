@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from streams import topics
 from streams.broker import EmbeddedBroker
-from streams.kafka import consumer, ensure_topics, producer
+from streams.kafka import ensure_topics, producer, read_all
 from streams.processes import free_port, stop
 from streams.schemas import ServedTurn, TrainingBatch, TurnBatch
 from streams.settings import Settings
@@ -107,21 +107,22 @@ def feedback(fid: str, turn: str = "t1", kind: str = "thumbs_up", **extra: Any) 
     return {"feedback_id": fid, "turn_id": turn, "node_id": NODE, "kind": kind, **extra}
 
 
-async def _read(s: Settings, topic: str, idle_s: float = 1.5) -> list[Any]:
-    out: list[Any] = []
-    async with consumer(s, [s.topic_prefix + topic]) as c:
-        quiet = time.monotonic()
-        while time.monotonic() - quiet < idle_s:
-            got = await c.getmany(timeout_ms=200)
-            for msgs in got.values():
-                out += msgs
-            if got:
-                quiet = time.monotonic()
-    return out
+def retry_until_accepted(webhook: str, fid: str, timeout_s: float = 60) -> dict[str, Any]:
+    """What a client does after a 503: retry the same feedback until a 202."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body, _ = post(webhook, feedback(fid))
+        if status == 202:
+            return body
+        assert time.monotonic() < deadline, (status, body)
+        time.sleep(1)
 
 
 def produced_ids(s: Settings) -> list[str]:
-    return [json.loads(m.value)["feedback_id"] for m in asyncio.run(_read(s, topics.CHAT_FEEDBACK))]
+    return [
+        json.loads(m.value)["feedback_id"]
+        for m in asyncio.run(read_all(s, topics.CHAT_FEEDBACK, idle_s=1.5))
+    ]
 
 
 def test_signed_feedback_reaches_a_training_batch_of_its_node(
@@ -168,11 +169,11 @@ def test_signed_feedback_reaches_a_training_batch_of_its_node(
         deadline = time.monotonic() + 60
         examples: dict[str, tuple[str, str, str]] = {}
         while len(examples) < 2 and time.monotonic() < deadline:
-            for m in asyncio.run(_read(s, topics.TRAINING_BATCHES)):
+            for m in asyncio.run(read_all(s, topics.TRAINING_BATCHES, idle_s=1.5)):
                 b = TrainingBatch.model_validate_json(m.value)
                 examples |= {e.example_id: (b.node_id, e.text, e.label) for e in b.examples}
         time.sleep(2 * s.batch_max_age_s)  # a second copy would have been batched by now
-        for m in asyncio.run(_read(s, topics.TRAINING_BATCHES)):
+        for m in asyncio.run(read_all(s, topics.TRAINING_BATCHES, idle_s=1.5)):
             b = TrainingBatch.model_validate_json(m.value)
             ids = [e.example_id for e in b.examples]
             assert len(ids) == len(set(ids)) and set(ids) <= set(examples), ids
@@ -344,13 +345,7 @@ def test_with_the_broker_stopped_it_answers_503_and_a_retry_is_accepted(
         assert took < 10
     finally:
         os.kill(pid, signal.SIGCONT)
-    deadline = time.monotonic() + 60
-    while True:
-        status, body, _ = post(webhook, feedback("outage-1"))
-        if status == 202 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert status == 202, body
+    body = retry_until_accepted(webhook, "outage-1")
     assert "outage-1" in body["accepted"] + body["duplicates"]
     assert "outage-1" in produced_ids(hook_settings)
 
@@ -366,11 +361,5 @@ def test_with_the_broker_killed_it_answers_503_and_takes_writes_once_it_is_back(
     finally:
         hook_broker.start()  # same port; an empty in-memory broker
         asyncio.run(ensure_topics(hook_settings))
-    deadline = time.monotonic() + 60
-    while True:
-        status, body, _ = post(webhook, feedback("restart-1"))
-        if status == 202 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert status == 202, body
+    retry_until_accepted(webhook, "restart-1")
     assert "restart-1" in produced_ids(hook_settings)
