@@ -115,6 +115,14 @@ class Settings:
     teacher_corpus: str = _doc("", "CSV (text,label) of the cloud's labelled corpus.")
     teacher_url: str = _doc("", "OpenAI-compatible base URL for the `openai` backend.")
     teacher_model: str = _doc("", "Model name for the `openai` backend.")
+    teacher_api_key: str = _doc(
+        "", "Bearer token for the `openai` backend (never logged).", secret=True
+    )
+    teacher_intents: str = _doc(
+        "", "Known intents for the `openai` backend, comma-separated (default: the corpus labels)."
+    )
+    teacher_timeout_s: float = _doc(10.0, "Timeout of one `openai` backend request.")
+    teacher_retries: int = _doc(3, "Retries (exponential backoff) of a failed `openai` request.")
     teacher_budget_per_minute: int = _doc(60, "Teacher requests per node per minute.")
     teacher_min_confidence: float = _doc(0.6, "Annotations below this are not trained on.")
 

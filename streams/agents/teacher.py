@@ -20,6 +20,7 @@ from learners.join import TurnCache
 from learners.teacher_policy import TeacherCandidate, TeacherRequestPolicy
 from models.encoder import Encoder
 from models.teacher import EmbeddedTeacher, Teacher
+from models.teacher_openai import OpenAITeacher
 from scenarios.datasets import read_csv
 from streams import metrics, topics
 from streams.app import Context
@@ -37,10 +38,24 @@ log = logging.getLogger("ecc.teacher")
 
 
 def build_teacher(settings: Settings) -> Teacher:
-    """The configured teacher backend (the embedded one needs ``ECC_TEACHER_CORPUS``)."""
+    """The configured teacher backend: ``embedded`` (needs ``ECC_TEACHER_CORPUS``) or
+    ``openai`` (needs ``ECC_TEACHER_URL``, ``ECC_TEACHER_MODEL`` and the known intents:
+    ``ECC_TEACHER_INTENTS`` or the corpus' labels)."""
+    if settings.teacher_backend == "openai":
+        intents = [i.strip() for i in settings.teacher_intents.split(",") if i.strip()]
+        if not intents and settings.teacher_corpus:
+            intents = sorted({e.label for e in read_csv(settings.teacher_corpus)})
+        return OpenAITeacher(
+            settings.teacher_url,
+            settings.teacher_model,
+            intents,
+            api_key=settings.teacher_api_key,
+            timeout_s=settings.teacher_timeout_s,
+            retries=settings.teacher_retries,
+        )
     if settings.teacher_backend != "embedded":
         raise ValueError(
-            f"ECC_TEACHER_BACKEND={settings.teacher_backend!r} is not available yet; use embedded"
+            f"ECC_TEACHER_BACKEND={settings.teacher_backend!r}: choose embedded or openai"
         )
     if not settings.teacher_corpus:
         raise ValueError("the embedded teacher needs ECC_TEACHER_CORPUS (a text,label CSV)")
