@@ -93,10 +93,11 @@ def register_requests(ctx: Context) -> None:
             metrics.TEACHER_REQUESTS.labels(c.node_id).inc()
             metrics.TEACHER_BUDGET.labels(c.node_id).set(policy.budget_left(c.node_id, now))
 
-    @ctx.app.timer(interval=5.0)
-    async def budget_gauges() -> None:
-        """The budget refills between requests: keep the gauge of every known node true."""
+    @ctx.app.timer(interval=1.0)
+    async def refill() -> None:
+        """Budgets refill: send the queued candidates they allow, keep the gauges true."""
         now = time.time()
+        await request(policy.due(now), now)
         for node_id in policy.nodes():
             metrics.TEACHER_BUDGET.labels(node_id).set(policy.budget_left(node_id, now))
 
