@@ -62,7 +62,7 @@ class Context:
     settings: Settings
     app: faust.App
     names: topics.TopicNames
-    redactor: Redactor = field(default_factory=Redactor)
+    redactor: Redactor = field(init=False)
     infer_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="infer")
     )
@@ -78,6 +78,10 @@ class Context:
     registry: AdapterRegistry = field(init=False)
 
     def __post_init__(self) -> None:
+        kinds = self.settings.redact_kinds.strip()
+        self.redactor = Redactor(
+            None if kinds.lower() in ("", "all") else [k.strip() for k in kinds.split(",")]
+        )
         self.registry = AdapterRegistry(
             self.settings.state_dir / "adapters", keep_last=self.settings.keep_versions
         )

@@ -69,6 +69,11 @@ class Settings:
     infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")
     low_confidence: float = _doc(0.5, "A turn below this confidence counts as low-confidence.")
     seed: int = _doc(7, "Seed of every random choice (training order, sampling).")
+    redact_kinds: str = _doc(
+        "all",
+        "PII kinds redacted at the edge ingress: `all` or a comma-separated subset of "
+        "EMAIL, CARD, PHONE, ORDER_ID, ADDRESS, NAME.",
+    )
 
     # --- Feedback and batching ------------------------------------------------------------------
     batch_size: int = _doc(32, "Labelled examples per training batch.")
