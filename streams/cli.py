@@ -384,6 +384,37 @@ def webhook() -> None:
     serve(settings)
 
 
+@bench.command("teacher")
+@click.option(
+    "--data",
+    "datasets",
+    multiple=True,
+    help="A dataset folder or CSV, or `generated`; repeat for several. Default: generated.",
+)
+@click.option("--turns", type=int, default=6000, show_default=True, help="Turns per stream.")
+@click.option("--budget", type=int, default=20, show_default=True, help="Teacher requests/min.")
+@click.option("--quick", is_flag=True, help="A short stream (2,000 turns) for a smoke run.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/bench-teacher"),
+    show_default=True,
+    help="Where the JSON report goes.",
+)
+def bench_teacher(
+    datasets: tuple[str, ...], turns: int, budget: int, quick: bool, out: Path
+) -> None:
+    """Accuracy recovered per teacher request: the request policy against random turns at
+    the same budget, on an emerging-intent stream. See streams/bench/teacher.py."""
+    from streams.bench.teacher import TeacherBenchOptions, run_teacher_bench
+
+    for spec in datasets:
+        if spec != "generated" and not Path(spec).exists():
+            raise click.BadParameter(f"{spec}: no such dataset", param_hint="--data")
+    o = TeacherBenchOptions(turns=2000 if quick else turns, budget_per_minute=budget)
+    run_teacher_bench(list(datasets) or ["generated"], o, out, _settings())
+
+
 @bench.command("webhook")
 @click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds per run.")
 @click.option("--quick", is_flag=True, help="One run (32 connections) instead of three.")

@@ -72,6 +72,11 @@ TEACHER_REQUESTS = Counter("ecc_teacher_requests_total", "Teacher requests sent"
 TEACHER_ANNOTATIONS = Counter(
     "ecc_teacher_annotations_total", "Teacher answers", ["node", "outcome"]
 )
+TEACHER_AGREEMENT = Counter(
+    "ecc_teacher_feedback_agreement_total",
+    "Turns labelled by both the teacher and a user, by whether the labels agreed",
+    ["node", "agreed"],
+)
 TEACHER_BUDGET = Gauge(
     "ecc_teacher_budget_remaining", "Teacher requests a node may still send now", ["node"]
 )

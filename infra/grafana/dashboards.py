@@ -317,6 +317,18 @@ FEEDBACK = _dashboard(
             ],
         ),
         _panel(
+            "Teacher agreement with users",
+            "Share of turns labelled by both the teacher and a user on which they agree.",
+            [
+                (
+                    f'(sum(ecc_teacher_feedback_agreement_total{{{N}, agreed="yes"}}) or vector(0))'
+                    f" / sum(ecc_teacher_feedback_agreement_total{{{N}}})",
+                    "agreement",
+                )
+            ],
+            "percentunit",
+        ),
+        _panel(
             "Teacher budget left and latency",
             "Requests a node may still send this minute; teacher time per batch (p90).",
             [

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from learners.agreement import Agreement
 from learners.batching import FeedbackBatcher, LabelledExample, feedback_label
 from learners.batching import TrainingBatch as Batch
 from learners.feedback_ledger import FeedbackLedger, Origin, SeenIds, WaitingFeedback
@@ -188,6 +189,12 @@ def register(ctx: Context) -> None:
     s = ctx.settings
     store = FeedbackStore(ctx)
     ledger = store.ledger
+    agreement = Agreement(ttl_s=s.turn_ttl_s)
+
+    def agreed(node_id: str, result: bool | None) -> None:
+        if result is not None:
+            metrics.TEACHER_AGREEMENT.labels(node_id, "yes" if result else "no").inc()
+
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.TEACHER_ANNOTATIONS)
 
     def learn(fb: Feedback, turn: TurnInfo, now: float) -> None:
@@ -202,6 +209,7 @@ def register(ctx: Context) -> None:
                 source="feedback",
             )
             ledger.add(example, now)
+            agreed(fb.node_id, agreement.user(fb.turn_id, label, now))
 
     async def handle(event: EventT, now: float) -> None:
         kind = ctx.topic_of(event)
@@ -227,9 +235,12 @@ def register(ctx: Context) -> None:
                 learn(fb, info, now)
         else:
             ann = await ctx.decode(event, TeacherAnnotation)
-            if ann is None or ann.label is None or ann.confidence < s.teacher_min_confidence:
+            if ann is None or ann.label is None:
                 return
             if not ledger.fresh(ann.node_id, msg.partition, kind, msg.offset):
+                return
+            agreed(ann.node_id, agreement.teacher(ann.turn_id, ann.label, now))
+            if ann.confidence < s.teacher_min_confidence:
                 return
             example_id = f"teacher:{ann.turn_id}"
             if store.claim(example_id, origin, now):

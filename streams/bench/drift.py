@@ -176,6 +176,7 @@ def score(scenario: Scenario, served: Served, o: DriftBenchOptions, seed: int) -
                     "turn": int(now),
                     "relevant": hit,
                     "reason": ch.reason,
+                    "score": float(ch.score),
                 }
             )
             if hit and node not in detected:
