@@ -162,6 +162,12 @@ PII_FREE = [
     "my 3 parcels are still on the way",
     "I was charged 2 times for order, see my last 2 statements",
     "Hallo, ich möchte meine Bestellung stornieren, 2 Stück",
+    # product codes are not cards, phones or order numbers
+    "is the SKU AB-4711-XL still in stock",
+    "the KX-TG6821 phone arrived broken",
+    "product code 4711-0815 is wrong on the label",
+    "voucher SPRING25 did not work",
+    "item B07XJ8C8F5 is missing",
 ]
 
 
@@ -187,6 +193,12 @@ def test_luhn_failing_numbers_are_not_cards(number: str) -> None:
 def test_luhn_failing_number_stays_when_only_cards_are_enabled() -> None:
     text = "card 4111 1111 1111 1112"
     assert Redactor(kinds=["CARD"]).redact(text).text == text
+
+
+def test_a_barcode_is_not_a_card() -> None:
+    """A 13-digit EAN fails the Luhn check: not a card, but (like any long bare number) an
+    identifier that is never left in clear."""
+    assert REDACTOR.redact("EAN 4006381333931 on the box").found == {"ORDER_ID": 1}
 
 
 def test_quantities_and_years_are_not_phones() -> None:
