@@ -142,8 +142,11 @@ def serve(roles: str) -> None:
     if not settings.broker:
         raise click.UsageError("set ECC_BROKER to the Kafka bootstrap servers (host:port)")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:  # settings mistakes (roles, PII kinds) before any connection
+        app, _ = create_app(settings, tuple(r for r in roles.split(",") if r))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     asyncio.run(_ensure(settings))
-    app, _ = create_app(settings, tuple(r for r in roles.split(",") if r))
     metrics.serve(settings.metrics_port)
     logging.basicConfig(level=settings.log_level.upper())
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
