@@ -212,8 +212,13 @@ def print_result(spec: str, r: dict[str, Any]) -> None:
                 f"(teacher right on {fmt(a['teacher_label_accuracy'], pct=True)}); "
                 f"accuracy {fmt(a['accuracy'], pct=True)}, "
                 f"emerging {fmt(a['emerging_accuracy'], pct=True)}; "
-                f"+{fmt(100 * a['recovered_per_100_requests'], digits=2)} pts / 100 requests "
-                f"(emerging +{fmt(100 * a['emerging_recovered_per_100_requests'], digits=2)})",
+                f"{_signed(a['recovered_per_100_requests'])} pts / 100 requests "
+                f"(emerging {_signed(a['emerging_recovered_per_100_requests'])})",
             )
         )
     say("\n" + table(rows))
+
+
+def _signed(fraction: float) -> str:
+    """A fraction as signed points: 0.0123 -> '+1.23'."""
+    return "n/a" if fraction != fraction else f"{100 * fraction:+.2f}"
