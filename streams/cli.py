@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,34 @@ def bench() -> None:
     """Benchmarks: each prints its figures and writes them as JSON (and plots)."""
 
 
+def _out_option(default: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--out``: the folder a benchmark writes its report to."""
+    return click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help=f"Folder for {what}.",
+    )
+
+
+_datasets_option = click.option(
+    "--data",
+    "datasets",
+    multiple=True,
+    help="Dataset folder/file, or `generated` for the built-in generator; repeat for more. "
+    "Default: generated.",
+)
+
+
+def _datasets(datasets: tuple[str, ...]) -> list[str]:
+    """The ``--data`` values, checked to exist (``generated`` when none is given)."""
+    for spec in datasets:
+        if spec != "generated" and not Path(spec).exists():
+            raise click.BadParameter(f"{spec}: no such dataset", param_hint="--data")
+    return list(datasets) or ["generated"]
+
+
 @bench.command("learner")
 @click.option(
     "--data",
@@ -280,13 +309,7 @@ def bench() -> None:
     show_default=True,
     help="Also measure serving through a real broker and edge worker.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/bench-learner"),
-    show_default=True,
-    help="Folder for learner.json and the prequential-accuracy plot.",
-)
+@_out_option("reports/bench-learner", "learner.json and the prequential-accuracy plot")
 @click.option("--seed", type=int, default=7, show_default=True)
 def bench_learner(
     data: str | None,
@@ -312,13 +335,7 @@ def bench_learner(
 
 
 @bench.command("drift")
-@click.option(
-    "--data",
-    "datasets",
-    multiple=True,
-    help="Dataset folder/file, or `generated` for the built-in generator; repeat for more. "
-    "Default: generated.",
-)
+@_datasets_option
 @click.option("--quick", is_flag=True, help="Short streams, one seed (a few minutes).")
 @click.option("--turns", type=int, default=40_000, show_default=True, help="Turns per stream.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Streams per scenario.")
@@ -328,13 +345,7 @@ def bench_learner(
     show_default=True,
     help="Also measure the drift worker's turns/s through the embedded broker.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/bench-drift"),
-    show_default=True,
-    help="Folder for drift.json.",
-)
+@_out_option("reports/bench-drift", "drift.json")
 def bench_drift(
     datasets: tuple[str, ...], quick: bool, turns: int, seeds: int, throughput: bool, out: Path
 ) -> None:
@@ -345,13 +356,11 @@ def bench_drift(
     """
     from streams.bench.drift import DriftBenchOptions, run_drift_bench
 
-    for spec in datasets:
-        if spec != "generated" and not Path(spec).exists():
-            raise click.BadParameter(f"{spec}: no such dataset", param_hint="--data")
+    specs = _datasets(datasets)
     o = DriftBenchOptions(turns=turns, seeds=seeds)
     if quick:
         o = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
-    run_drift_bench(list(datasets) or ["generated"], o, out, throughput)
+    run_drift_bench(specs, o, out, throughput)
 
 
 @main.command()
@@ -388,22 +397,11 @@ def webhook() -> None:
 
 
 @bench.command("teacher")
-@click.option(
-    "--data",
-    "datasets",
-    multiple=True,
-    help="A dataset folder or CSV, or `generated`; repeat for several. Default: generated.",
-)
+@_datasets_option
 @click.option("--turns", type=int, default=6000, show_default=True, help="Turns per stream.")
 @click.option("--budget", type=int, default=20, show_default=True, help="Teacher requests/min.")
 @click.option("--quick", is_flag=True, help="A short stream (2,000 turns) for a smoke run.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/bench-teacher"),
-    show_default=True,
-    help="Where the JSON report goes.",
-)
+@_out_option("reports/bench-teacher", "teacher.json")
 def bench_teacher(
     datasets: tuple[str, ...], turns: int, budget: int, quick: bool, out: Path
 ) -> None:
@@ -411,23 +409,15 @@ def bench_teacher(
     the same budget, on an emerging-intent stream. See streams/bench/teacher.py."""
     from streams.bench.teacher import TeacherBenchOptions, run_teacher_bench
 
-    for spec in datasets:
-        if spec != "generated" and not Path(spec).exists():
-            raise click.BadParameter(f"{spec}: no such dataset", param_hint="--data")
+    specs = _datasets(datasets)
     o = TeacherBenchOptions(turns=2000 if quick else turns, budget_per_minute=budget)
-    run_teacher_bench(list(datasets) or ["generated"], o, out, _settings())
+    run_teacher_bench(specs, o, out, _settings())
 
 
 @bench.command("webhook")
 @click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds per run.")
 @click.option("--quick", is_flag=True, help="One run (32 connections) instead of three.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/bench-webhook"),
-    show_default=True,
-    help="Where the JSON report goes.",
-)
+@_out_option("reports/bench-webhook", "webhook.json")
 def bench_webhook(duration: float, quick: bool, out: Path) -> None:
     """Accepted feedback per second and latency percentiles of the webhook under wrk.
 
