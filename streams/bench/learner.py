@@ -18,13 +18,12 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from learners.edge_node import EdgeNode, EdgeOptions, LabelledText
@@ -32,6 +31,7 @@ from learners.gate import Scores
 from models.encoder import Encoder
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example, LabelledData
+from streams.bench.peers import RiverPeer, fit_logistic
 
 
 @dataclass(frozen=True)
@@ -199,33 +199,26 @@ def run_river_peer(
     plan: StreamPlan, o: LearnerBenchOptions, embed: Callable[[list[str]], np.ndarray[Any, Any]]
 ) -> dict[str, Any]:
     """river's online softmax regression on frozen embeddings, fed seeds then the stream."""
-    from river import linear_model, optim
-
-    model = linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05))
-
-    def feats(v: np.ndarray[Any, Any]) -> dict[Hashable, Any]:
-        return {i: float(x) for i, x in enumerate(v)}
-
+    model = RiverPeer()
     for e, v in zip(plan.seeds, embed([e.text for e in plan.seeds]), strict=True):
-        model.learn_one(feats(v), e.label)
+        model.learn(v, e.label)
     stream_vecs = embed([e.text for e in plan.stream])
     hits, started = 0, time.perf_counter()
     window = o.batch_size * _curve_every(-(-len(plan.stream) // o.batch_size), o)
     curve, in_window = Curve(), 0
     items = list(zip(plan.stream, stream_vecs, strict=True))
     for n, (e, v) in enumerate(tqdm(items, desc="      river peer", unit="ex"), start=1):
-        x = feats(v)
-        right = model.predict_one(x) == e.label
+        right = model.predict(v) == e.label
         hits += right
         in_window += right
-        model.learn_one(x, e.label)
+        model.learn(v, e.label)
         if n % window == 0 or n == len(items):
             curve.seen.append(n)
             curve.accuracy.append(in_window / (n - (curve.seen[-2] if len(curve.seen) > 1 else 0)))
             in_window = 0
     per_example = (time.perf_counter() - started) / max(1, len(plan.stream))
     test_vecs = embed([e.text for e in plan.test])
-    pred = [str(model.predict_one(feats(v))) for v in test_vecs]
+    pred = [model.predict(v) for v in test_vecs]
     return {
         "test_accuracy": _acc([e.label for e in plan.test], pred),
         "prequential_accuracy": hits / max(1, len(plan.stream)),
@@ -238,25 +231,8 @@ def run_offline_peer(
     data: LabelledData, plan: StreamPlan, embed: Callable[[list[str]], np.ndarray[Any, Any]]
 ) -> dict[str, Any]:
     """Multinomial logistic regression on frozen embeddings of the whole training split."""
-    labels = sorted({e.label for e in data.train})
-    index = {lab: i for i, lab in enumerate(labels)}
-    x = torch.from_numpy(embed([e.text for e in data.train]))
-    y = torch.tensor([index[e.label] for e in data.train])
-    torch.manual_seed(0)
-    w = torch.zeros(x.shape[1], len(labels), requires_grad=True)
-    b = torch.zeros(len(labels), requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + 1e-4 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    xt = torch.from_numpy(embed([e.text for e in plan.test]))
-    with torch.no_grad():
-        pred = [labels[int(i)] for i in (xt @ w + b).argmax(1)]
+    predict = fit_logistic(embed([e.text for e in data.train]), [e.label for e in data.train])
+    pred = [str(p) for p in predict(embed([e.text for e in plan.test]))]
     return {
         "test_accuracy": _acc([e.label for e in plan.test], pred),
         "train_examples": len(data.train),

@@ -1,0 +1,41 @@
+"""The benchmarks' peers on frozen embeddings: prequential order, periodic refits, recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streams.bench.peers import fit_logistic, recovery_turns, replay
+
+A, B, C = np.eye(3)
+
+
+def test_a_turn_is_predicted_before_its_own_label_is_learnt() -> None:
+    seeds = np.stack([A, B])
+    stream = np.stack([C] * 6)
+    out = replay(seeds, ["a", "b"], stream, {i: "c" for i in range(6)}, period=3)
+    assert out["static"] == [out["static"][0]] * 6 and "c" not in out["static"]
+    assert out["river"][0] != "c", "turn 0 was predicted after learning its label"
+    # periodic: refit at turns 3 (labels of 0-2 known), so turns 0-2 cannot say "c"
+    assert "c" not in out["periodic"][:3] and out["periodic"][3:] == ["c"] * 3
+
+
+def test_without_feedback_the_periodic_peer_stays_the_static_one() -> None:
+    seeds = np.stack([A, B])
+    stream = np.stack([A, B, A, B])
+    out = replay(seeds, ["a", "b"], stream, {}, period=1)
+    assert out["periodic"] == out["static"] == ["a", "b", "a", "b"]
+
+
+def test_logistic_regression_separates_what_it_was_given() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(m, 0.1, size=(20, 3)) for m in (A, B, C)])
+    y = ["a"] * 20 + ["b"] * 20 + ["c"] * 20
+    assert (fit_logistic(x, y)(x) == np.array(y)).mean() == 1.0
+
+
+def test_recovery_counts_turns_from_the_onset_and_none_without_new_turns() -> None:
+    truth = ["old"] * 5 + ["new"] * 10
+    preds = ["old"] * 5 + ["old"] * 4 + ["new"] * 6
+    assert recovery_turns(truth, preds, {"new"}, onset=5, window=3) == 7
+    assert recovery_turns(truth, preds, {"other"}, onset=5) is None
+    assert recovery_turns(truth, ["old"] * 15, {"new"}, onset=5) is None
