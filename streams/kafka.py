@@ -44,7 +44,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     names = TopicNames(settings.topic_prefix).all_with_dlq()
     tables = [changelog(settings.app_id, t) for t in TABLES]
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
-    await _retry(admin.start, timeout)
+    await start_with_retry(admin.start, timeout)
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in names + tables if n not in existing]
@@ -66,7 +66,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         await admin.close()
 
 
-async def _retry(start: Any, timeout: float) -> None:
+async def start_with_retry(start: Any, timeout: float) -> None:
+    """Await ``start()`` (a client's start), retrying while the broker is not up yet."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:

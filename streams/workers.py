@@ -40,27 +40,8 @@ def start_worker(
     carries the end of its log. ``tick`` is called while waiting (a progress display).
     """
     ready_marker(settings).unlink(missing_ok=True)
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    proc = spawn(
-        [sys.executable, "-m", "streams.cli", "serve", "--roles", roles],
-        env=env,
-        log=log,
-        death_signal=signal.SIGKILL,
-    )
-    deadline = time.time() + timeout
-    while not ready_marker(settings).exists():
-        problem = None
-        if proc.poll() is not None:
-            problem = f"the stream worker exited ({proc.returncode})"
-        elif time.time() > deadline:
-            problem = f"the stream worker was not ready in {timeout:.0f} s"
-        if problem:
-            stop(proc)
-            tail = log.read_text()[-4000:] if log.exists() else ""
-            raise RuntimeError(f"{problem}; end of {log}:\n{tail}")
-        if tick is not None:
-            tick()
-        time.sleep(0.2)
+    proc = _spawn_ecc(settings, log, "serve", "--roles", roles)
+    _wait_ready(proc, log, ready_marker(settings).exists, "the stream worker", timeout, tick)
     return proc
 
 
@@ -69,25 +50,53 @@ def start_webhook(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """An ``ecc webhook`` child with ``settings``; returns it and its base URL once its
     ``/healthz`` answers (it waits for the broker before it listens)."""
+    host = "127.0.0.1" if settings.webhook_host in ("0.0.0.0", "") else settings.webhook_host
+    url = f"http://{host}:{settings.webhook_port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    proc = _spawn_ecc(settings, log, "webhook")
+    _wait_ready(proc, log, healthy, "the webhook", timeout)
+    return proc, url
+
+
+def _spawn_ecc(settings: Settings, log: Path, *command: str) -> subprocess.Popen[bytes]:
+    """``ecc COMMAND`` as a child with ``settings`` in its environment; SIGKILL if we die."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    proc = spawn(
-        [sys.executable, "-m", "streams.cli", "webhook"],
+    return spawn(
+        [sys.executable, "-m", "streams.cli", *command],
         env=env,
         log=log,
         death_signal=signal.SIGKILL,
     )
-    host = "127.0.0.1" if settings.webhook_host in ("0.0.0.0", "") else settings.webhook_host
-    url = f"http://{host}:{settings.webhook_port}"
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Until ``ready()``; if ``proc`` exits or ``timeout`` passes first, stop it and raise
+    with the end of its log."""
     deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
+    while not ready():
+        problem = None
+        if proc.poll() is not None:
+            problem = f"{what} exited ({proc.returncode})"
+        elif time.time() > deadline:
+            problem = f"{what} was not ready in {timeout:.0f} s"
+        if problem:
             stop(proc)
             tail = log.read_text()[-4000:] if log.exists() else ""
-            raise RuntimeError(f"the webhook did not start; end of {log}:\n{tail}")
+            raise RuntimeError(f"{problem}; end of {log}:\n{tail}")
+        if tick is not None:
+            tick()
         time.sleep(0.2)

@@ -91,7 +91,6 @@ def register_requests(ctx: Context) -> None:
             )
             await ctx.send(topics.TEACHER_REQUESTS, record, key=c.node_id)
             metrics.TEACHER_REQUESTS.labels(c.node_id).inc()
-            metrics.TEACHER_BUDGET.labels(c.node_id).set(policy.budget_left(c.node_id, now))
 
     @ctx.app.timer(interval=1.0)
     async def refill() -> None:

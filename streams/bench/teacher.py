@@ -145,7 +145,7 @@ def evaluate(node: EdgeNode, scenario: Scenario) -> dict[str, float]:
 
 
 def run_teacher_bench(
-    specs: list[str], o: TeacherBenchOptions, out: Path, base: Settings
+    specs: list[str], o: TeacherBenchOptions, out: Path, s: Settings
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for spec in specs:
@@ -154,7 +154,6 @@ def run_teacher_bench(
             ScenarioConfig(kind="emerging", nodes=("bench",), turns=o.turns, seed=o.seed),
             _data(spec),
         )
-        s = base
         model = EndModel(s.encoder or None, max_length=s.max_length)
         say(f"[{spec}] serving the stream with the starting model; drift and policy replay")
         served = serve(scenario, model, Embeddings(model))

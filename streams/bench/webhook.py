@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams import topics
 from streams.bench.report import environment, table, write_json
@@ -123,16 +124,16 @@ def _accepted(url: str) -> dict[str, float]:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
         text = r.read().decode()
     out: dict[str, float] = {"accepted": 0.0, "duplicate": 0.0}
-    for outcome in out:
-        for m in re.finditer(
-            rf'ecc_webhook_feedback_total{{[^}}]*outcome="{outcome}"[^}}]*}} (\S+)', text
-        ):
-            out[outcome] += float(m.group(1))
-    for m in re.finditer(
-        r'ecc_webhook_requests_total{route="/v1/([^"]+)",status="(\d+)"} (\S+)', text
-    ):
-        key = f"status_{m.group(2)}"  # (not /metrics: reading it would change it)
-        out[key] = out.get(key, 0.0) + float(m.group(3))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ecc_webhook_feedback_total":
+                out[sample.labels["outcome"]] += sample.value
+            # answers of the POST routes (not /metrics: reading it would change it)
+            elif sample.name == "ecc_webhook_requests_total" and sample.labels["route"].startswith(
+                "/v1/"
+            ):
+                key = f"status_{sample.labels['status']}"
+                out[key] = out.get(key, 0.0) + sample.value
     return out
 
 

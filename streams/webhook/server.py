@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from learners.join import RecentKeys
 from streams import metrics, topics
-from streams.kafka import client_options
+from streams.kafka import client_options, start_with_retry
 from streams.schemas import Feedback
 from streams.settings import Settings
 from streams.webhook.openapi import openapi
@@ -248,23 +248,18 @@ class Webhook:
 
 async def _start_producer(s: Settings, timeout_s: float = 60.0) -> AIOKafkaProducer:
     """An ``acks=all`` producer, started; waits up to ``timeout_s`` for the broker."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        producer = AIOKafkaProducer(
-            **client_options(s),
-            acks="all",
-            linger_ms=1,
-            request_timeout_ms=int(max(s.webhook_produce_timeout_s, 1.0) * 1000),
-        )
-        try:
-            await producer.start()
-            return producer
-        except KafkaError as exc:
-            await producer.stop()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no Kafka broker answered at {s.broker}: {exc!r}") from exc
-            log.warning("waiting for the Kafka broker at %s: %r", s.broker, exc)
-            await asyncio.sleep(1.0)
+    producer = AIOKafkaProducer(
+        **client_options(s),
+        acks="all",
+        linger_ms=1,
+        request_timeout_ms=int(max(s.webhook_produce_timeout_s, 1.0) * 1000),
+    )
+    try:
+        await start_with_retry(producer.start, timeout_s)
+    except KafkaError as exc:
+        await producer.stop()
+        raise RuntimeError(f"no Kafka broker answered at {s.broker}: {exc!r}") from exc
+    return producer
 
 
 def serve(settings: Settings) -> None:

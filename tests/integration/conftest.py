@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from learners.edge_node import EdgeNode
@@ -13,6 +15,7 @@ from scenarios.generator import BASE_INTENTS, sample
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics
+from streams.schemas import ServedTurn, TurnBatch
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -30,6 +33,18 @@ def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     s = Settings(broker=broker.bootstrap, state_dir=tmp_path_factory.mktemp("state"))
     asyncio.run(ensure_topics(s))
     return s
+
+
+def served_batch(
+    node_id: str, turns: list[tuple[str, str]], intent: str = "track_order"
+) -> TurnBatch:
+    """What an edge node publishes for ``turns`` ((turn id, redacted text), all predicted
+    as ``intent``), for tests that need turns to join with but no model."""
+    served = [
+        ServedTurn(turn_id=t, text=text, intent=intent, confidence=0.8, ts=time.time())
+        for t, text in turns
+    ]
+    return TurnBatch.of(node_id, 1, served, np.zeros((len(served), 8)), time.time())
 
 
 def bootstrap_node(settings: Settings, node_id: str, seed: int, per_intent: int = 5) -> None:

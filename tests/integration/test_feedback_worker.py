@@ -25,9 +25,10 @@ import pytest
 from streams import topics
 from streams.kafka import ensure_topics, producer, read_all
 from streams.processes import stop
-from streams.schemas import DeadLetter, Feedback, ServedTurn, TrainingBatch, TurnBatch
+from streams.schemas import DeadLetter, Feedback, TrainingBatch, TurnBatch
 from streams.settings import Settings
 from streams.workers import start_worker
+from tests.integration.conftest import served_batch
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +42,9 @@ def _turn_batches() -> list[TurnBatch]:
     out = []
     for b in range(BATCHES_PER_NODE):
         for node in NODES:
-            turns = [
-                ServedTurn(
-                    turn_id=f"{node}-t{b * TURNS_PER_BATCH + i}",
-                    text=f"turn {i} of batch {b} at {node}",
-                    intent="track_order",
-                    confidence=0.8,
-                    ts=time.time(),
-                )
-                for i in range(TURNS_PER_BATCH)
-            ]
-            out.append(TurnBatch.of(node, 1, turns, np.zeros((len(turns), 8)), time.time()))
+            ids = range(b * TURNS_PER_BATCH, (b + 1) * TURNS_PER_BATCH)
+            turns = [(f"{node}-t{t}", f"turn {t} of batch {b} at {node}") for t in ids]
+            out.append(served_batch(node, turns))
     return out
 
 

@@ -19,7 +19,6 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
@@ -29,11 +28,12 @@ from streams import topics
 from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics, producer, read_all
 from streams.processes import free_port, stop
-from streams.schemas import ServedTurn, TrainingBatch, TurnBatch
+from streams.schemas import TrainingBatch
 from streams.settings import Settings
 from streams.webhook.requests import MAX_BODY_BYTES
 from streams.webhook.signing import sign
 from streams.workers import start_webhook, start_worker
+from tests.integration.conftest import served_batch
 
 pytestmark = pytest.mark.integration
 
@@ -129,17 +129,7 @@ def test_signed_feedback_reaches_a_training_batch_of_its_node(
     webhook: str, hook_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     s = hook_settings
-    turns = [
-        ServedTurn(
-            turn_id=f"w-t{i}",
-            text=f"where is parcel {i}",
-            intent="track_order",
-            confidence=0.9,
-            ts=time.time(),
-        )
-        for i in range(4)
-    ]
-    batch = TurnBatch.of(NODE, 1, turns, np.zeros((4, 8)), time.time())
+    batch = served_batch(NODE, [(f"w-t{i}", f"where is parcel {i}") for i in range(4)])
 
     async def send_turns() -> None:
         async with producer(s) as p:
