@@ -54,7 +54,7 @@ test: lint typecheck test-deps  ## lint, types, then every test (unit, doctests,
 	$(BIN)/pytest -q -ra
 
 tools:  ## the benchmarks' load generator: wrk (Debian package)
-	@command -v wrk >/dev/null || { apt-get install -y wrk || sudo apt-get install -y wrk; }
+	@command -v wrk >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq wrk; }
 
 clean:  ## remove the virtualenv, state and caches
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
