@@ -194,8 +194,13 @@ class EdgeNode:
             "batches": float(len(ids)),
         }
         if not decision.accept:
+            # The gate judged this update, not the labels: they stay true, so they go to
+            # replay and the next candidate learns them again together with newer ones
+            # (a new intent builds up its examples across rejected candidates).
             self.working.copy_from(self.serving)
-            self._remember(ids, held, [])
+            for e in train:
+                self.replay.add(e.text, e.label)
+            self._remember(ids, held, train)
             return self._outcome("rejected", None, decision.reason, report.labels_added, metrics)
         parent = self.version
         published = self.registry.publish(

@@ -61,7 +61,11 @@ class IncrementalTrainer:
         start = time.perf_counter()
         self._batches += 1
         torch.manual_seed(self.options.seed + self._batches)
-        added = self.model.add_labels(texts, labels)
+        # Intents only the replay knows (learnt by a rejected candidate) get their rows back.
+        remembered = [(t, y) for t, y in self.replay.items() if y not in self.model.labels]
+        added = self.model.add_labels(
+            [*texts, *(t for t, _ in remembered)], [*labels, *(y for _, y in remembered)]
+        )
         params = self.model.trainable_parameters()
         optimiser = torch.optim.AdamW(params, lr=self.options.learning_rate, weight_decay=0.0)
         losses: list[float] = []

@@ -26,7 +26,7 @@ from scenarios.phrasing import shift_phrasing
 from scenarios.splits import split_count
 from scenarios.traffic import IntentMix
 
-Kind = Literal["emerging", "phrasing", "gradual", "stationary"]
+Kind = Literal["emerging", "phrasing", "gradual", "split", "stationary"]
 
 # Built-in generator: non-seed examples per intent, split into stream pool and teacher corpus.
 GENERATED_POOL_PER_INTENT = 300
@@ -35,7 +35,11 @@ GENERATED_POOL_PER_INTENT = 300
 @dataclass(frozen=True)
 class ScenarioConfig:
     """What to replay. ``emerging`` and ``emerging_share`` apply to kind "emerging" only,
-    ``shifted_intent`` to "phrasing" and "gradual" only; other kinds ignore them."""
+    ``shifted_intent`` to "phrasing" and "gradual" only; other kinds ignore them.
+
+    Kind "split": one intent the nodes know turns out to be two. Before the onset the
+    texts of the new intent are labelled with the old one (seeds included); from the onset
+    users and the teacher label them with the new intent, its only emerging intent."""
 
     kind: Kind = "emerging"
     nodes: tuple[str, ...] = ("store-eu", "store-us")
@@ -73,6 +77,7 @@ class Scenario:
     emerging_intents: list[str]
     shifted_intent: str | None
     onset_index: int
+    split_from: str | None  # kind "split": the known intent the emerging one splits off
     seed_examples: list[Example]
     teacher_corpus: list[Example]
     eval_examples: list[Example]
@@ -108,14 +113,15 @@ class Scenario:
 def build_scenario(config: ScenarioConfig, data: LabelledData | None = None) -> Scenario:
     """Build the scenario for ``config`` from ``data``, or from the built-in generator."""
     _validate(config)
-    emerging = _emerging_intents(config, data)
+    split = _split_pair(config, data)
+    emerging = [split[1]] if split else _emerging_intents(config, data)
+    generated = data is None
     if data is None:
-        data = _generated_data(config, [*BASE_INTENTS, *emerging])
-        initial = list(BASE_INTENTS)
-    else:
-        initial = [label for label in data.labels if label not in emerging]
+        data = _generated_data(config, list(dict.fromkeys([*BASE_INTENTS, *emerging])))
+    known = BASE_INTENTS if generated else data.labels
+    initial = [label for label in known if label not in emerging]
     shifted = _shifted_intent(config, initial)
-    seeds, pools, teacher = _partition(data, initial, config)
+    seeds, pools, teacher = _partition(data, initial, config, split)
     missing = [label for label in (*initial, *emerging) if label not in pools]
     if missing:
         raise ValueError(f"{data.name}: no train examples for intents {missing}")
@@ -126,10 +132,11 @@ def build_scenario(config: ScenarioConfig, data: LabelledData | None = None) -> 
         emerging_intents=emerging,
         shifted_intent=shifted,
         onset_index=_onset_index(config),
+        split_from=split[0] if split else None,
         seed_examples=seeds,
         teacher_corpus=teacher,
         eval_examples=_eval_examples(data, [*initial, *emerging], shifted, config),
-        stream=_stream(config, initial, emerging, shifted, pools),
+        stream=_stream(config, initial, emerging, shifted, pools, split),
     )
 
 
@@ -174,6 +181,20 @@ def _emerging_intents(config: ScenarioConfig, data: LabelledData | None) -> list
     return sorted(random.Random(f"{config.seed}:emerging").sample(labels, config.emerging))
 
 
+def _split_pair(config: ScenarioConfig, data: LabelledData | None) -> tuple[str, str] | None:
+    """(old, new) for kind "split": two intents whose names share the most words (the ones
+    a store most plausibly merged), a seeded pick among the closest pairs and order."""
+    if config.kind != "split":
+        return None
+    labels = sorted(data.labels) if data is not None else sorted(BASE_INTENTS)
+    words = {label: set(label.lower().replace("-", "_").split("_")) for label in labels}
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+    best = max(len(words[a] & words[b]) for a, b in pairs)
+    rng = random.Random(f"{config.seed}:split")
+    old, new = rng.choice([p for p in pairs if len(words[p[0]] & words[p[1]]) == best])
+    return (new, old) if rng.random() < 0.5 else (old, new)
+
+
 def _shifted_intent(config: ScenarioConfig, initial: list[str]) -> str | None:
     if config.kind not in ("phrasing", "gradual"):
         return None
@@ -202,9 +223,13 @@ def _generated_data(config: ScenarioConfig, intents: list[str]) -> LabelledData:
 
 
 def _partition(
-    data: LabelledData, initial: list[str], config: ScenarioConfig
+    data: LabelledData,
+    initial: list[str],
+    config: ScenarioConfig,
+    split: tuple[str, str] | None = None,
 ) -> tuple[list[Example], dict[str, list[str]], list[Example]]:
-    """Seed examples first, then per label a stream pool and the teacher's share: disjoint."""
+    """Seed examples first, then per label a stream pool and the teacher's share: disjoint.
+    For a split, the new intent's seeds carry the old label (the nodes cannot tell yet)."""
     train = _unique_texts(data.train)
     random.Random(f"{config.seed}:shuffle").shuffle(train)
     by_label: dict[str, list[Example]] = {}
@@ -213,6 +238,12 @@ def _partition(
     seeds: list[Example] = []
     for label in initial:
         seeds.extend(by_label.get(label, [])[: config.seed_per_intent])
+    if split:
+        old, new = split
+        from_new = config.seed_per_intent // 2  # both halves, seed_per_intent in all
+        seeds = [e for e in seeds if e.label != old]
+        for label, count in ((old, config.seed_per_intent - from_new), (new, from_new)):
+            seeds.extend(Example(e.text, old) for e in by_label.get(label, [])[:count])
     seed_texts = {e.text for e in seeds}
     pools: dict[str, list[str]] = {}
     teacher_texts: set[str] = set()
@@ -270,16 +301,19 @@ def _stream(
     emerging: list[str],
     shifted: str | None,
     pools: dict[str, list[str]],
+    split: tuple[str, str] | None = None,
 ) -> list[TrafficTurn]:
     rng = random.Random(f"{config.seed}:stream")
     shift_rng = random.Random(f"{config.seed}:shift")  # a shift leaves the traffic itself alone
+    # A split's new intent is old traffic under a new name: it is in the mix from the start.
+    served = [*initial, *emerging] if split else initial
     initial_mix = {
-        n: IntentMix.draw(initial, random.Random(f"{config.seed}:{n}:mix")) for n in config.nodes
+        n: IntentMix.draw(served, random.Random(f"{config.seed}:{n}:mix")) for n in config.nodes
     }
     emerging_mix = {
         n: IntentMix.draw(emerging, random.Random(f"{config.seed}:{n}:emerging-mix"))
         for n in config.nodes
-        if emerging
+        if emerging and not split
     }
     onset = _onset_index(config)
     ramp = max(1, config.turns - onset - 1)
@@ -287,12 +321,14 @@ def _stream(
     for i in range(config.turns):
         node = config.nodes[rng.randrange(len(config.nodes))]
         after = i >= onset
-        if emerging and after and rng.random() < config.emerging_share:
+        if emerging_mix and after and rng.random() < config.emerging_share:
             label = emerging_mix[node].pick(rng)
         else:
             label = initial_mix[node].pick(rng)
         text = rng.choice(pools[label])
-        drifted = label in emerging
+        drifted = after and label in emerging
+        if split and not after and label == split[1]:
+            label = split[0]  # before the onset nobody tells the two apart
         if after and label == shifted:
             strength = 1.0 if config.kind == "phrasing" else min(1.0, (i - onset) / ramp)
             new_text = shift_phrasing(text, shift_rng, strength)

@@ -9,10 +9,11 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
+from scenarios.scenario import Kind
 from streams.settings import Settings
 
 
@@ -33,6 +34,89 @@ def main() -> None:
     """
 
 
+def _replay_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a replayed scenario, shared by ``ecc demo`` and ``ecc bench loop``."""
+    options = [
+        click.option(
+            "--scenario",
+            type=click.Choice(list(get_args(Kind))),
+            default="emerging",
+            show_default=True,
+            help="The drift in the replayed stream: new intents emerge, one intent's phrasing "
+            "shifts (at once or gradually), one known intent splits in two, or none.",
+        ),
+        click.option("--turns", type=int, default=6000, show_default=True, help="Turns to replay."),
+        click.option(
+            "--rate", type=float, default=60.0, show_default=True, help="Turns per second."
+        ),
+        click.option(
+            "--nodes",
+            default="store-eu,store-us",
+            show_default=True,
+            help="Comma-separated edge node ids; each gets its own intent mix.",
+        ),
+        click.option(
+            "--label-rate",
+            type=float,
+            default=0.02,
+            show_default=True,
+            help="Share of turns whose user gives the right intent (correction/confirmation).",
+        ),
+        click.option(
+            "--thumbs-rate",
+            type=float,
+            default=0.06,
+            show_default=True,
+            help="Share of turns that get a thumbs up or down only (a thumbs-up confirms the "
+            "served intent, so it is a label too).",
+        ),
+        click.option(
+            "--retrain-every",
+            type=int,
+            default=500,
+            show_default=True,
+            help="The periodic-retraining peer refits every this many turns of its node.",
+        ),
+        click.option("--no-peers", is_flag=True, help="Skip the static, river and periodic peers."),
+        click.option("--seed", type=int, default=7, show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _demo_options(data: str | None, out: Path, nodes: str, no_peers: bool, **kw: Any) -> Any:
+    from streams.demo import DemoOptions
+
+    node_ids = tuple(n for n in nodes.split(",") if n)
+    if len(set(node_ids)) != len(node_ids) or not node_ids:
+        raise click.BadParameter(f"{nodes!r}: give one or more distinct ids", param_hint="--nodes")
+    for name in ("label_rate", "thumbs_rate"):
+        if not 0.0 <= kw[name] <= 1.0:
+            raise click.BadParameter(
+                f"must be in [0, 1], got {kw[name]}", param_hint="--" + name.replace("_", "-")
+            )
+    if kw["label_rate"] + kw["thumbs_rate"] > 1.0:
+        raise click.BadParameter("--label-rate + --thumbs-rate must be at most 1")
+    if kw["turns"] < 1 or kw["rate"] <= 0 or kw["retrain_every"] < 1:
+        raise click.BadParameter("--turns, --rate and --retrain-every must be positive")
+    return DemoOptions(data=data, out=out, nodes=node_ids, peers=not no_peers, **kw)
+
+
+def _run_demo(options: Any) -> dict[str, Any]:
+    """Run the demo; Ctrl-C and `kill` stop it cleanly, also when started with SIGINT
+    ignored (background)."""
+    from streams.demo import run_demo
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return run_demo(options, _settings())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: broker and worker stopped", err=True)
+        sys.exit(130)
+
+
 @main.command()
 @click.option(
     "--data",
@@ -40,79 +124,25 @@ def main() -> None:
     help="CSV (text,label) folder/file or "
     "CLINC150 data_full.json. Default: the built-in e-commerce generator.",
 )
-@click.option(
-    "--scenario",
-    type=click.Choice(["emerging", "phrasing", "gradual", "stationary"]),
-    default="emerging",
-    show_default=True,
-    help="The drift in the replayed stream.",
-)
-@click.option("--turns", type=int, default=6000, show_default=True, help="Turns to replay.")
-@click.option("--rate", type=float, default=60.0, show_default=True, help="Turns per second.")
-@click.option(
-    "--nodes", default="store-eu,store-us", show_default=True, help="Comma-separated edge node ids."
-)
-@click.option(
-    "--label-rate",
-    type=float,
-    default=0.05,
-    show_default=True,
-    help="Share of turns whose user gives the right intent (correction/confirmation).",
-)
-@click.option(
-    "--thumbs-rate",
-    type=float,
-    default=0.15,
-    show_default=True,
-    help="Share of turns that get a thumbs up or down only.",
-)
+@_replay_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("var/demo"),
     show_default=True,
-    help="Folder for state, logs and the summary (emptied first).",
+    help="Folder for state, logs, the summary and the loop report (emptied first).",
 )
-@click.option("--seed", type=int, default=7, show_default=True)
-def demo(
-    data: str | None,
-    scenario: str,
-    turns: int,
-    rate: float,
-    nodes: str,
-    label_rate: float,
-    thumbs_rate: float,
-    out: Path,
-    seed: int,
-) -> None:
+def demo(data: str | None, out: Path, **kw: Any) -> None:
     """Run everything on an embedded broker and replay a drifting stream through it.
 
-    Starts a Tansu broker and a stream worker (edge nodes, drift, feedback, teacher,
-    learner), replays customer turns with simulated user feedback, then prints what
-    happened: drift alarms, teacher requests, batches, adapter versions, accuracy before
-    and after. Ctrl-C stops it cleanly at any point.
+    Starts a Tansu broker, a stream worker (edge nodes, drift, feedback, teacher, learner)
+    and the feedback webhook, replays customer turns with simulated user feedback, then
+    prints what happened: drift alarms, teacher requests, batches, adapter versions,
+    accuracy before and after; and the loop report (the same stream through the static,
+    river and periodic-retraining peers; see `ecc bench loop`). Ctrl-C stops it cleanly
+    at any point.
     """
-    from streams.demo import DemoOptions, run_demo
-
-    options = DemoOptions(
-        data=data,
-        scenario=scenario,  # type: ignore[arg-type]
-        turns=turns,
-        rate=rate,
-        nodes=tuple(n for n in nodes.split(",") if n),
-        label_rate=label_rate,
-        thumbs_rate=thumbs_rate,
-        out=out,
-        seed=seed,
-    )
-    # Ctrl-C and `kill` stop it cleanly, also when started with SIGINT ignored (background).
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    try:
-        summary = run_demo(options, _settings())
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: broker and worker stopped", err=True)
-        sys.exit(130)
+    summary = _run_demo(_demo_options(data, out, **kw))
     if not summary.get("ok", False):
         sys.exit(1)
 
@@ -432,6 +462,47 @@ def bench_webhook(duration: float, quick: bool, out: Path) -> None:
         run_webhook_bench(out, duration, _settings(), quick)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@bench.command("loop")
+@_datasets_option
+@_replay_options
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A short run for CI and smoke tests: 2,000 turns at 40/s, 150 turns per refit.",
+)
+@_out_option("reports/bench-loop", "one folder per dataset: loop.json, turns.csv, plots")
+def bench_loop(datasets: tuple[str, ...], quick: bool, out: Path, **kw: Any) -> None:
+    """The whole running system beside its peers on one replayed stream.
+
+    For each --data, replays the scenario through the embedded broker, edge nodes, drift,
+    feedback via the webhook, teacher and learner (as `ecc demo` does), then the same
+    stream and the same user labels through a static model, a river online learner and a
+    periodically retrained logistic regression on frozen embeddings. Writes loop.json
+    (accuracy, recovery after the onset, labels, teacher requests, CPU seconds per arm),
+    turns.csv and eval.csv (every prediction, to recompute any figure) and PNG plots. See
+    streams/bench/loop.py for every figure's definition.
+    """
+    if quick:
+        kw.update(turns=min(kw["turns"], 2000), rate=min(kw["rate"], 40.0), retrain_every=150)
+    reports = []
+    for spec in _datasets(datasets):
+        data = None if spec == "generated" else spec
+        name = (
+            "generated"
+            if data is None
+            else Path(spec).stem
+            if Path(spec).is_file()
+            else Path(spec).name
+        )
+        options = _demo_options(data, out / name, **kw)
+        click.echo(f"==== {name}: {options.scenario}, {options.turns} turns at {options.rate:g}/s")
+        summary = _run_demo(options)
+        if not summary.get("ok", False):
+            raise click.ClickException(f"{name}: not every turn was served; see {options.out}")
+        reports.append(options.out / "loop.json")
+    click.echo("reports: " + ", ".join(str(p) for p in reports))
 
 
 @main.command("settings")

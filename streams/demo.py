@@ -21,16 +21,17 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tqdm import tqdm
 
+from learners.batching import feedback_label
 from learners.edge_node import EdgeNode
 from learners.gate import Scores
 from models.end_model import EndModel
 from models.registry import AdapterRegistry
 from scenarios.datasets import load_dataset, write_csv
-from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
+from scenarios.scenario import Kind, Scenario, ScenarioConfig, build_scenario
 from streams import topics
 from streams.app import edge_options
 from streams.broker import EmbeddedBroker
@@ -43,6 +44,7 @@ from streams.schemas import (
     DriftEvent,
     Feedback,
     TeacherAnnotation,
+    TeacherRequest,
     TrainingBatch,
     TurnBatch,
     decode,
@@ -56,16 +58,18 @@ from streams.workers import start_webhook, start_worker
 @dataclass(frozen=True)
 class DemoOptions:
     data: str | None = None
-    scenario: Literal["emerging", "phrasing", "gradual", "stationary"] = "emerging"
+    scenario: Kind = "emerging"
     turns: int = 6000
     rate: float = 60.0
     nodes: tuple[str, ...] = ("store-eu", "store-us")
-    label_rate: float = 0.05
-    thumbs_rate: float = 0.15
+    label_rate: float = 0.02
+    thumbs_rate: float = 0.06
     out: Path = Path("var/demo")
     seed: int = 7
     settle_s: float = 90.0
     worker_start_timeout_s: float = 180.0
+    peers: bool = True  # replay the static, river and periodic peers on the same stream
+    retrain_every: int = 500  # the periodic peer's refit period, in turns of its node
 
 
 def _usable(port: int) -> int:
@@ -112,6 +116,7 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         f"      {len(scenario.stream)} turns over {len(options.nodes)} nodes, drift at turn "
         f"{scenario.onset_index}; emerging intents {scenario.emerging_intents or '-'}; "
         f"shifted intent {scenario.shifted_intent or '-'}"
+        + (f"; split off {scenario.split_from}" if scenario.split_from else "")
     )
 
     say(f"[2/5] bootstrapping edge nodes from {len(scenario.seed_examples)} labelled examples")
@@ -150,14 +155,39 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
                 say(f"[5/5] replaying {len(scenario.stream)} turns at {options.rate:g}/s")
                 replay = Replay(scenario, settings, options, url)
                 asyncio.run(replay.run())
+                cpu = {
+                    "worker": cpu_seconds(worker.pid),
+                    "webhook": cpu_seconds(webhook.pid),
+                    "broker": cpu_seconds(broker.pid),
+                }
             finally:
                 stop(worker, timeout=10)
         finally:
             stop(webhook)
-    summary = summarise(scenario, replay, registry, settings, options, time.time() - started)
+    say("      scoring the first and final adapter versions on the eval set")
+    evals = {n: eval_predictions(registry, settings, n, scenario) for n in options.nodes}
+    summary = summarise(scenario, replay, registry, evals, options, time.time() - started)
+    summary["cpu_seconds"] = cpu
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out / "summary.json")
+    if options.peers:
+        from streams.bench.loop import loop_report
+
+        loop_report(scenario, replay, evals, summary, settings, options)
     return summary
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a live process has used so far (None: it is gone)."""
+    import psutil
+
+    if pid is None:
+        return None
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return round(t.user + t.system, 2)
 
 
 DEMO_CLIENT = "demo"
@@ -171,7 +201,7 @@ class Replay:
     webhook_url: str
     served: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
-    teacher_requests: int = 0
+    teacher_requests: list[dict[str, Any]] = field(default_factory=list)
     annotations: Counter[str] = field(default_factory=Counter)
     batches: list[dict[str, Any]] = field(default_factory=list)
     adapters: list[dict[str, Any]] = field(default_factory=list)
@@ -190,6 +220,7 @@ class Replay:
             topics.ADAPTERS_EVENTS,
         ]
         names = [self.settings.topic_prefix + t for t in watched]
+        drift_topic = self.settings.topic_prefix + topics.DRIFT_EVENTS
         names += [self.settings.topic_prefix + topics.dlq(t) for t in topics.ALL]
         client, secret = next(iter(parse_secrets(self.settings.webhook_secrets).items()))
         async with (
@@ -206,7 +237,8 @@ class Replay:
                     batch = await cons.getmany(timeout_ms=200, max_records=2000)
                     for tp, messages in batch.items():
                         for m in messages:
-                            last_activity = time.time()
+                            if tp.topic != drift_topic:  # drift snapshots never stop
+                                last_activity = time.time()
                             await self._observe(tp.topic, m.value, truth, bar)
                     if send_task.done():
                         send_task.result()
@@ -255,7 +287,10 @@ class Replay:
                     f"after {len(self.served)} turns (score {ev.score:.2f}; {ev.reason[:90]})"
                 )
         elif name == topics.TEACHER_REQUESTS:
-            self.teacher_requests += 1
+            req = TeacherRequest.model_validate_json(value)
+            self.teacher_requests.append(
+                {"node": req.node_id, "intent": req.predicted, "turns_served": len(self.served)}
+            )
         elif name == topics.TEACHER_ANNOTATIONS:
             ann = TeacherAnnotation.model_validate_json(value)
             self.annotations["abstained" if ann.label is None else "labelled"] += 1
@@ -298,14 +333,21 @@ class Replay:
             }
         )
         bar.update(1)
-        await self._feedback(turn, true.label)
+        kind = await self._feedback(turn, true.label)
+        self.served[-1]["feedback"] = kind
+        self.served[-1]["feedback_label"] = (
+            feedback_label(kind, true.label if kind == "correction" else None, turn.intent)
+            if kind
+            else None
+        )
         if len(self.served) % 200 == 0:
             recent = self.served[-200:]
             acc = sum(r["label"] == r["predicted"] for r in recent) / len(recent)
             bar.set_postfix(acc200=f"{acc:.2f}", alarms=self._alarms(), versions=self._published())
 
-    async def _feedback(self, turn: ChatTurn, label: str) -> None:
-        """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash."""
+    async def _feedback(self, turn: ChatTurn, label: str) -> str | None:
+        """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash.
+        Returns the kind of feedback posted, if any."""
         r = random.Random(zlib.crc32(f"{self.options.seed}:{turn.turn_id}".encode())).random()
         right = turn.intent == label
         kind: str | None = None
@@ -314,7 +356,7 @@ class Replay:
         elif r < self.options.label_rate + self.options.thumbs_rate:
             kind = "thumbs_up" if right else "thumbs_down"
         if kind is None:
-            return
+            return None
         fb = Feedback(
             feedback_id=f"fb-{turn.turn_id}",
             turn_id=turn.turn_id,
@@ -325,6 +367,7 @@ class Replay:
         self.feedback[kind] += 1
         assert self.client is not None
         await self.client.post([fb])
+        return kind
 
     def _alarms(self) -> int:
         return sum(1 for t in self.transitions if t["state"] == "drifting")
@@ -337,31 +380,62 @@ def _accuracy(rows: list[dict[str, Any]]) -> float | None:
     return sum(r["label"] == r["predicted"] for r in rows) / len(rows) if rows else None
 
 
-def _evaluate(
+@dataclass(frozen=True)
+class EvalPredictions:
+    """A node's first and serving adapter versions' answers on the scenario's eval set."""
+
+    first_version: int
+    final_version: int
+    first: list[str]
+    final: list[str]
+    intents: dict[str, int]  # version name -> how many intents it knows
+
+
+def eval_predictions(
     registry: AdapterRegistry, settings: Settings, node: str, scenario: Scenario
-) -> dict[str, Any]:
-    """Held-out accuracy of the node's first and serving versions on the scenario's eval set."""
+) -> EvalPredictions | None:
     versions = registry.versions(node)
     current = registry.current(node)
     if not versions or current is None:
-        return {}
+        return None
     opts = edge_options(settings)
     model = EndModel(opts.encoder_path, lora=opts.lora, max_length=opts.max_length)
     texts = [e.text for e in scenario.eval_examples]
-    truth = [e.label for e in scenario.eval_examples]
-    emerging = set(scenario.emerging_intents) | (
-        {scenario.shifted_intent} if scenario.shifted_intent else set()
-    )
-    result: dict[str, Any] = {}
+    answers: dict[str, list[str]] = {}
+    intents: dict[str, int] = {}
     for name, version in (("first", versions[0].version), ("final", current.version)):
         meta, tensors = registry.load(node, version)
         model.load_state(tensors, meta.labels)
-        preds = [p.intent for p in model.predict(texts, k=1)]
+        answers[name] = [p.intent for p in model.predict(texts, k=1)]
+        intents[name] = len(meta.labels)
+    return EvalPredictions(
+        versions[0].version, current.version, answers["first"], answers["final"], intents
+    )
+
+
+def drifted_intents(scenario: Scenario) -> set[str]:
+    """The intents the scenario's drift is about: emerging (or split off), or shifted."""
+    return set(scenario.emerging_intents) | (
+        {scenario.shifted_intent} if scenario.shifted_intent else set()
+    )
+
+
+def _evaluate(scenario: Scenario, ev: EvalPredictions | None) -> dict[str, Any]:
+    """Held-out accuracy of the node's first and serving versions on the scenario's eval set."""
+    if ev is None:
+        return {}
+    truth = [e.label for e in scenario.eval_examples]
+    emerging = drifted_intents(scenario)
+    result: dict[str, Any] = {}
+    for name, version, preds in (
+        ("first", ev.first_version, ev.first),
+        ("final", ev.final_version, ev.final),
+    ):
         scores = Scores.of(truth, preds)
         drifted = [(t, p) for t, p in zip(truth, preds, strict=True) if t in emerging]
         result[name] = {
             "version": version,
-            "intents": len(meta.labels),
+            "intents": ev.intents[name],
             "accuracy": scores.accuracy,
             "drifted_intents_accuracy": (
                 sum(t == p for t, p in drifted) / len(drifted) if drifted else None
@@ -374,7 +448,7 @@ def summarise(
     scenario: Scenario,
     replay: Replay,
     registry: AdapterRegistry,
-    settings: Settings,
+    evals: dict[str, EvalPredictions | None],
     options: DemoOptions,
     seconds: float,
 ) -> dict[str, Any]:
@@ -397,6 +471,7 @@ def summarise(
         "drift_onset_turn": onset,
         "emerging_intents": scenario.emerging_intents,
         "shifted_intent": scenario.shifted_intent,
+        "split_from": scenario.split_from,
         "drift_alarms": [
             {
                 "node": a["node_id"],
@@ -409,7 +484,7 @@ def summarise(
         ],
         "drift_transitions": len(replay.transitions),
         "feedback": dict(replay.feedback),
-        "teacher_requests": replay.teacher_requests,
+        "teacher_requests": len(replay.teacher_requests),
         "teacher_annotations": dict(replay.annotations),
         "training_batches": len(replay.batches),
         "batch_sources": dict(sum((Counter(b["sources"]) for b in replay.batches), Counter())),
@@ -446,7 +521,7 @@ def summarise(
             {k: b[k] for k in ("turns_served", "node", "examples", "sources")}
             for b in replay.batches
         ],
-        "eval_set": {n: _evaluate(registry, settings, n, scenario) for n in options.nodes},
+        "eval_set": {n: _evaluate(scenario, evals[n]) for n in options.nodes},
         "seconds": round(seconds, 1),
     }
     summary["ok"] = len(served) == len(scenario.stream)

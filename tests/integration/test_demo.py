@@ -162,6 +162,7 @@ def test_demo_closes_the_loop_and_prometheus_sees_it(tmp_path: Path) -> None:
         "PYTHONUNBUFFERED": "1",
     }
     argv = [sys.executable, "-m", "streams.cli", "demo", "--turns", "4000", "--rate", "80"]
+    argv.append("--no-peers")  # the peers and the loop report: test_bench_loop.py
     started = time.time()
     demo = subprocess.Popen(
         [*argv, "--out", str(out)],

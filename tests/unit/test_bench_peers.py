@@ -12,18 +12,22 @@ A, B, C = np.eye(3)
 def test_a_turn_is_predicted_before_its_own_label_is_learnt() -> None:
     seeds = np.stack([A, B])
     stream = np.stack([C] * 6)
-    out = replay(seeds, ["a", "b"], stream, {i: "c" for i in range(6)}, period=3)
+    run = replay(seeds, ["a", "b"], stream, {i: "c" for i in range(6)}, period=3, eval_x=seeds)
+    out = {name: peer.stream for name, peer in run.items()}
     assert out["static"] == [out["static"][0]] * 6 and "c" not in out["static"]
     assert out["river"][0] != "c", "turn 0 was predicted after learning its label"
     # periodic: refit at turns 3 (labels of 0-2 known), so turns 0-2 cannot say "c"
     assert "c" not in out["periodic"][:3] and out["periodic"][3:] == ["c"] * 3
+    # the final states: the static peer never learnt "c"; each gives one answer per eval row
+    assert run["static"].final_eval == ["a", "b"]
+    assert all(len(peer.final_eval) == 2 and peer.cpu_s >= 0 for peer in run.values())
 
 
 def test_without_feedback_the_periodic_peer_stays_the_static_one() -> None:
     seeds = np.stack([A, B])
     stream = np.stack([A, B, A, B])
     out = replay(seeds, ["a", "b"], stream, {}, period=1)
-    assert out["periodic"] == out["static"] == ["a", "b", "a", "b"]
+    assert out["periodic"].stream == out["static"].stream == ["a", "b", "a", "b"]
 
 
 def test_logistic_regression_separates_what_it_was_given() -> None:

@@ -136,6 +136,31 @@ def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Pa
     assert all(torch.equal(working[k], serving[k]) for k in serving)
 
 
+def test_a_rejected_candidates_examples_are_learnt_by_the_next_one(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    reg = AdapterRegistry(tmp_path / "adapters")
+    opts = options(tiny_encoder)
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    node = EdgeNode("n1", reg, tmp_path, opts)
+    for text, label in zip(SEED_TEXTS, SEED_LABELS, strict=True):
+        node.holdout.add(text, label)
+    node.trainer = CorruptingTrainer(node.working, node.replay, opts.train)
+    out = node.apply_batch("b1", batch("g", "gift_card_balance"))
+    assert out.status == "rejected" and "gift_card_balance" not in node.serving.labels
+    assert "gift_card_balance" in node.replay.labels()
+    # the next candidate (an honest trainer, a batch of a known intent, a gate that lets
+    # the tiny random encoder's candidate through) brings it back
+    node.trainer = IncrementalTrainer(node.working, node.replay, opts.train)
+    node.options = options(tiny_encoder, tolerance=1.0)
+    out = node.apply_batch("b2", batch("t", "track"))
+    assert out.status == "published" and "gift_card_balance" in out.labels_added
+    assert "gift_card_balance" in node.serving.labels
+    # and a restarted node remembers the rejected batch's examples too
+    again = EdgeNode("n1", node.registry, tmp_path, node.options)
+    assert "gift_card_balance" in again.replay.labels()
+
+
 def test_replay_stays_bounded_and_class_balanced() -> None:
     replay = ClassBalancedReplay(per_class=5, seed=0)
     for i in range(1000):

@@ -28,7 +28,7 @@ def _tiny_dataset() -> LabelledData:
     return LabelledData("tiny", train, test)
 
 
-@pytest.mark.parametrize("kind", ["emerging", "phrasing", "gradual", "stationary"])
+@pytest.mark.parametrize("kind", ["emerging", "phrasing", "gradual", "split", "stationary"])
 def test_same_config_same_scenario(kind: Kind) -> None:
     assert build_scenario(replace(SMALL, kind=kind)) == built(kind)
 
@@ -135,6 +135,38 @@ def test_explicit_shifted_intent() -> None:
     assert s.shifted_intent == "track_order"
     with pytest.raises(ValueError, match="not an initial intent"):
         build_scenario(replace(SMALL, kind="phrasing", shifted_intent="price_match"))
+
+
+def test_split_relabels_one_known_intent_from_the_onset() -> None:
+    s = built("split")
+    old, (new,) = s.split_from, s.emerging_intents
+    assert old in s.initial_intents and new not in s.initial_intents
+    assert {old, new} <= set(BASE_INTENTS)
+    before, after = s.stream[: s.onset_index], s.stream[s.onset_index :]
+    assert all(t.label != new and not t.drifted for t in before)
+    new_turns = [t for t in after if t.label == new]
+    assert new_turns and all(t.drifted for t in new_turns)
+    assert not any(t.drifted for t in after if t.label != new)
+    # the nodes' seeds call both halves `old`; the teacher and the eval set tell them apart
+    assert new not in {e.label for e in s.seed_examples}
+    assert Counter(e.label for e in s.seed_examples)[old] == SMALL.seed_per_intent
+    assert {new, old} <= {e.label for e in s.teacher_corpus}
+    assert {new, old} <= {e.label for e in s.eval_examples}
+    # the old intent's texts keep coming after the onset
+    assert any(t.label == old for t in after)
+
+
+def test_split_picks_intents_whose_names_share_words() -> None:
+    s = build_scenario(replace(SMALL, kind="split"), _tiny_dataset())
+    assert s.split_from in {"alpha", "beta", "gamma", "delta", "epsilon"}
+    labels = ["order_status", "order_cancel", "refund"]
+    data = LabelledData(
+        "names",
+        [Example(f"{label} train {i}", label) for label in labels for i in range(30)],
+        [Example(f"{label} test {i}", label) for label in labels for i in range(8)],
+    )
+    s = build_scenario(replace(SMALL, kind="split"), data)
+    assert {s.split_from, *s.emerging_intents} == {"order_status", "order_cancel"}
 
 
 def test_stationary_has_no_drift() -> None:

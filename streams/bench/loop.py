@@ -1,0 +1,385 @@
+"""``ecc bench loop`` (and the end of every ``ecc demo``): the whole system beside its peers.
+
+The demo has just replayed a scenario through the running system (broker, edge nodes,
+drift, feedback via the webhook, teacher, learner) and logged, for every turn, what the
+node answered and which feedback its user gave. Here the same stream and the same user
+labels go, per node, through the simple alternatives on frozen MiniLM embeddings
+(:mod:`streams.bench.peers`):
+
+- **static**: the node's starting point, a logistic regression on the seed examples, never
+  updated;
+- **river**: river's online softmax regression, learning each user label as it arrives;
+- **periodic**: logistic regression refitted on the seeds and every user label so far,
+  every ``retrain_every`` turns of its node (the upper reference).
+
+Every arm predicts a turn before that turn's own label is learnt (prequential). The peers
+learn a label the moment it is given; the system learns it when its batch closes and the
+adapter passes the gate, as in production. The teacher's labels reach the system only.
+
+Figures per arm (definitions used everywhere in the report):
+
+- ``accuracy``: over every turn of the stream; ``before_onset`` / ``after_onset`` /
+  ``last_20_percent``: over those turns; ``new_intents_after_onset``: over turns after the
+  onset whose true intent is one the drift is about (emerging, split off or shifted);
+- ``recovery_turns``: turns after the onset until the new intents' accuracy, over the last
+  ``window`` of their turns, first reaches 80 % of the arm's own final value (the issue's
+  definition); ``recovery_turns_to_common_target``: the same, with one target for all arms,
+  80 % of the periodic reference's final value (an arm that settles low cannot "recover"
+  quickly);
+- ``eval_accuracy``: on the scenario's held-out eval set (the post-drift distribution),
+  with each arm's final state, averaged over the nodes; ``eval_new_intents_accuracy``: the
+  same on the new intents' eval texts;
+- ``labels_used``: user labels (corrections and thumbs-up) learnt, plus for the system the
+  teacher's labels in its training batches; ``teacher_requests``;
+- ``cpu_seconds``: the system's stream worker and webhook processes (the broker apart);
+  for a peer, its own computation plus embedding the stream and eval texts (a peer must
+  embed what it serves, as the system's edge does).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from streams.bench.peers import PEERS, recovery_turns, replay
+from streams.bench.report import environment, fmt, table, write_json
+
+if TYPE_CHECKING:
+    from scenarios.scenario import Scenario
+    from streams.demo import DemoOptions, EvalPredictions, Replay
+    from streams.settings import Settings
+
+ARMS = ("system", *PEERS)
+ARM_NAMES = {
+    "system": "full system (LoRA edge + drift + teacher)",
+    "static": "static model (never updated)",
+    "river": "river online softmax (frozen emb.)",
+    "periodic": "periodic full retraining (frozen emb.)",
+}
+RECOVERY_SHARE = 0.8
+
+
+def say(msg: str) -> None:
+    tqdm.write(msg, file=sys.stdout)
+
+
+def loop_report(
+    scenario: Scenario,
+    replay_log: Replay,
+    evals: dict[str, EvalPredictions | None],
+    summary: dict[str, Any],
+    settings: Settings,
+    options: DemoOptions,
+) -> dict[str, Any]:
+    """Run the peers on the demo's stream, then write loop.json, turns.csv, eval.csv and
+    the plots into ``options.out``; print the table; return the report."""
+    from streams.bench.learner import embedder
+    from streams.bench.loop_plots import plot_loop
+
+    out = options.out
+    rows = sorted(replay_log.served, key=lambda r: r["index"])
+    texts = {t.index: t.text for t in scenario.stream}
+    say("      peers: embedding the stream with the frozen encoder")
+    started = time.process_time()
+    embed = embedder(settings.encoder or None)
+    seeds_x = embed([e.text for e in scenario.seed_examples])
+    eval_texts = [e.text for e in scenario.eval_examples]
+    eval_x = embed(eval_texts)
+    stream_x = embed([texts[r["index"]] for r in rows])
+    embed_cpu = time.process_time() - started
+    seed_labels = [e.label for e in scenario.seed_examples]
+
+    cpu: dict[str, float] = {name: embed_cpu for name in PEERS}
+    eval_preds: dict[str, dict[str, list[str]]] = {name: {} for name in ARMS}
+    for node in tqdm(options.nodes, desc="      peers per node", unit="node"):
+        at = [i for i, r in enumerate(rows) if r["node"] == node]
+        labels_at = {
+            k: rows[i]["feedback_label"] for k, i in enumerate(at) if rows[i]["feedback_label"]
+        }
+        runs = replay(seeds_x, seed_labels, stream_x[at], labels_at, options.retrain_every, eval_x)
+        for name, run in runs.items():
+            for k, i in enumerate(at):
+                rows[i][name] = run.stream[k]
+            eval_preds[name][node] = run.final_eval
+            cpu[name] += run.cpu_s
+        ev = evals.get(node)
+        if ev is not None:
+            eval_preds["system"][node] = ev.final
+            eval_preds.setdefault("system_first", {})[node] = ev.first
+    for r in rows:
+        r["system"] = r["predicted"]
+
+    report = build_report(scenario, rows, eval_preds, summary, replay_log, options, cpu)
+    out.mkdir(parents=True, exist_ok=True)
+    write_turns(out / "turns.csv", rows)
+    write_eval(out / "eval.csv", scenario, eval_preds)
+    plots = plot_loop(out, scenario, rows, eval_preds, replay_log, report)
+    report["files"] = {
+        "report": str(out / "loop.json"),
+        "turns": str(out / "turns.csv"),
+        "eval": str(out / "eval.csv"),
+        "plots": [str(p) for p in plots],
+    }
+    write_json(out / "loop.json", report)
+    print(render(report))
+    return report
+
+
+def _acc(rows: list[dict[str, Any]], arm: str) -> float | None:
+    return sum(r[arm] == r["label"] for r in rows) / len(rows) if rows else None
+
+
+def arm_figures(
+    rows: list[dict[str, Any]], arm: str, onset: int, new: set[str], target: float | None
+) -> dict[str, Any]:
+    """The stream figures of one arm (see the module docstring)."""
+    after = [r for r in rows if r["index"] >= onset]
+    tail = rows[-max(1, len(rows) // 5) :]
+    truth = [r["label"] for r in rows]
+    preds = [r[arm] for r in rows]
+    new_after = [r for r in after if r["label"] in new]
+    window = recovery_window(len(new_after))
+    start = next((k for k, r in enumerate(rows) if r["index"] >= onset), len(rows))
+    return {
+        "accuracy": _acc(rows, arm),
+        "before_onset": _acc([r for r in rows if r["index"] < onset], arm),
+        "after_onset": _acc(after, arm),
+        "last_20_percent": _acc(tail, arm),
+        "new_intents_after_onset": _acc(new_after, arm),
+        "old_intents_after_onset": _acc([r for r in after if r["label"] not in new], arm),
+        "recovery_turns": recovery_turns(
+            truth, preds, new, start, share=RECOVERY_SHARE, window=window
+        ),
+        "recovery_turns_to_common_target": (
+            recovery_turns(truth, preds, new, start, window=window, target=target)
+            if target
+            else None
+        ),
+    }
+
+
+def recovery_window(new_turns: int) -> int:
+    """The window of new-intent turns accuracy is measured over: 200, less on short runs."""
+    return max(10, min(200, new_turns // 4))
+
+
+def eval_figures(
+    scenario: Scenario, preds: dict[str, list[str]], new: set[str]
+) -> dict[str, float | None]:
+    """Eval-set accuracy of one arm's final state, averaged over the nodes."""
+    truth = [e.label for e in scenario.eval_examples]
+    if not preds:
+        return {"eval_accuracy": None, "eval_new_intents_accuracy": None}
+    overall, fresh = [], []
+    for p in preds.values():
+        overall.append(float(np.mean([a == b for a, b in zip(truth, p, strict=True)])))
+        pairs = [(a, b) for a, b in zip(truth, p, strict=True) if a in new]
+        if pairs:
+            fresh.append(float(np.mean([a == b for a, b in pairs])))
+    return {
+        "eval_accuracy": float(np.mean(overall)),
+        "eval_new_intents_accuracy": float(np.mean(fresh)) if fresh else None,
+    }
+
+
+def build_report(
+    scenario: Scenario,
+    rows: list[dict[str, Any]],
+    eval_preds: dict[str, dict[str, list[str]]],
+    summary: dict[str, Any],
+    replay_log: Replay,
+    options: DemoOptions,
+    peer_cpu: dict[str, float],
+) -> dict[str, Any]:
+    from streams.demo import drifted_intents
+
+    onset = scenario.onset_index
+    new = drifted_intents(scenario)
+    user_labels = sum(1 for r in rows if r["feedback_label"])
+    unique_batches = {b["batch_id"]: b for b in replay_log.batches}.values()
+    sources: Counter[str] = Counter()
+    for b in unique_batches:
+        sources.update(b["sources"])
+    periodic_new = arm_figures(rows, "periodic", onset, new, None)["new_intents_after_onset"]
+    # the common target: 80 % of the reference's final new-intent accuracy (its last window)
+    reference_final = _final_window_accuracy(rows, "periodic", onset, new)
+    target = RECOVERY_SHARE * reference_final if reference_final else None
+    system_cpu = summary["cpu_seconds"]
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in ARMS:
+        figures = arm_figures(rows, arm, onset, new, target)
+        figures.update(eval_figures(scenario, eval_preds.get(arm, {}), new))
+        if arm == "system":
+            figures["labels_used"] = {
+                "user": sources.get("feedback", 0),
+                "teacher": sources.get("teacher", 0),
+            }
+            figures["teacher_requests"] = len(replay_log.teacher_requests)
+            figures["cpu_seconds"] = round(
+                (system_cpu.get("worker") or 0.0) + (system_cpu.get("webhook") or 0.0), 1
+            )
+        else:
+            figures["labels_used"] = {"user": user_labels if arm != "static" else 0, "teacher": 0}
+            figures["teacher_requests"] = 0
+            figures["cpu_seconds"] = round(peer_cpu[arm], 1)
+        figures["labels_share_of_turns"] = sum(figures["labels_used"].values()) / len(rows)
+        arms[arm] = figures
+    system, periodic, river = arms["system"], arms["periodic"], arms["river"]
+    return {
+        "benchmark": "loop",
+        "scenario": scenario.summary(),
+        "split_from": scenario.split_from,
+        "new_intents": sorted(new),
+        "options": {
+            "rate": options.rate,
+            "nodes": list(options.nodes),
+            "label_rate": options.label_rate,
+            "thumbs_rate": options.thumbs_rate,
+            "retrain_every": options.retrain_every,
+            "seed": options.seed,
+        },
+        "turns": len(rows),
+        "user_feedback": dict(Counter(r["feedback"] for r in rows if r["feedback"])),
+        "user_labels": user_labels,
+        "recovery_target": target,
+        "periodic_new_intents_after_onset": periodic_new,
+        "arms": arms,
+        "goals": {
+            "final_accuracy_gap_to_periodic_points": _gap(
+                system["eval_accuracy"], periodic["eval_accuracy"]
+            ),
+            "last_20_percent_gap_to_periodic_points": _gap(
+                system["last_20_percent"], periodic["last_20_percent"]
+            ),
+            **_speedup(
+                river["recovery_turns_to_common_target"],
+                system["recovery_turns_to_common_target"],
+                len(rows) - onset,
+            ),
+            "system_label_share": system["labels_share_of_turns"],
+        },
+        "timeline": {
+            "drift_alarms": summary["drift_alarms"],
+            "adapters": summary["adapter_timeline"],
+            "teacher_requests": replay_log.teacher_requests,
+        },
+        "system_cpu_seconds": system_cpu,
+        "demo_summary": {k: v for k, v in summary.items() if not k.endswith("_timeline")},
+        "environment": environment(),
+    }
+
+
+def _final_window_accuracy(
+    rows: list[dict[str, Any]], arm: str, onset: int, new: set[str]
+) -> float | None:
+    hits = [r[arm] == r["label"] for r in rows if r["index"] >= onset and r["label"] in new]
+    if not hits:
+        return None
+    last = hits[-recovery_window(len(hits)) :]
+    return sum(last) / len(last)
+
+
+def _gap(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(100 * (a - b), 2)
+
+
+def _speedup(river: int | None, system: int | None, remaining: int) -> dict[str, Any]:
+    """How many times fewer turns the system needed than river to recover. When river never
+    got there within the ``remaining`` turns after the onset, that many turns is a lower
+    bound on what it would need, and so the speedup is a lower bound too."""
+    if not system:
+        return {"recovery_speedup_vs_river": None, "recovery_speedup_is_lower_bound": False}
+    needed = remaining if river is None else river
+    return {
+        "recovery_speedup_vs_river": round(needed / system, 2),
+        "recovery_speedup_is_lower_bound": river is None,
+    }
+
+
+TURN_COLUMNS = ("index", "node", "label", "drifted", "feedback", "feedback_label", "version")
+
+
+def write_turns(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One row per turn: truth, the feedback given, and every arm's prediction."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*TURN_COLUMNS, *ARMS])
+        for r in rows:
+            w.writerow([*(r.get(c) or "" for c in TURN_COLUMNS), *(r[a] for a in ARMS)])
+
+
+def write_eval(path: Path, scenario: Scenario, preds: dict[str, dict[str, list[str]]]) -> None:
+    """One row per (node, eval text): truth and every arm's final answer."""
+    arms = [a for a in (*ARMS, "system_first") if preds.get(a)]
+    nodes = sorted(preds["static"])
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["node", "label", *arms])
+        for node in nodes:
+            for i, e in enumerate(scenario.eval_examples):
+                w.writerow([node, e.label, *(preds[a].get(node, [""] * (i + 1))[i] for a in arms)])
+
+
+def render(r: dict[str, Any]) -> str:
+    arms = r["arms"]
+    rows = [("", " | ".join(f"{a:>9}" for a in ARMS))]
+
+    def line(name: str, key: str, pct: bool = True) -> None:
+        rows.append((name, " | ".join(f"{fmt(arms[a][key], pct):>9}" for a in ARMS)))
+
+    line("stream accuracy, all turns", "accuracy")
+    line("  before the drift onset", "before_onset")
+    line("  after the onset", "after_onset")
+    line("  last 20 % of the stream", "last_20_percent")
+    line("  new intents after onset", "new_intents_after_onset")
+    line("eval set, final state", "eval_accuracy")
+    line("  its new intents", "eval_new_intents_accuracy")
+    line("recovery turns (own 80 %)", "recovery_turns", pct=False)
+    line("recovery turns (common target)", "recovery_turns_to_common_target", pct=False)
+    rows.append(
+        (
+            "labels used (user + teacher)",
+            " | ".join(
+                "{:>9}".format(
+                    f"{arms[a]['labels_used']['user']}+{arms[a]['labels_used']['teacher']}"
+                )
+                for a in ARMS
+            ),
+        )
+    )
+    line("  share of turns", "labels_share_of_turns")
+    line("teacher requests", "teacher_requests", pct=False)
+    line("CPU seconds", "cpu_seconds", pct=False)
+    g = r["goals"]
+    s = r["scenario"]
+    head = (
+        f"{s['name']}: {r['turns']} turns over {len(r['options']['nodes'])} nodes, onset at "
+        f"turn {s['onset_index']}, new intents {', '.join(r['new_intents']) or '-'}"
+    )
+    goals = (
+        f"goals: final accuracy vs periodic {fmt(g['final_accuracy_gap_to_periodic_points'])} "
+        f"points (aim >= -1); recovery "
+        f"{'>= ' if g['recovery_speedup_is_lower_bound'] else ''}"
+        f"{fmt(g['recovery_speedup_vs_river'], digits=2)}x "
+        f"faster than river (aim >= 3); labels on {fmt(g['system_label_share'], True)} of "
+        f"turns (aim <= 10 %)"
+    )
+    files = r.get("files", {})
+    return (
+        "\n==== ecc bench loop "
+        + "=" * 48
+        + "\n"
+        + head
+        + "\n"
+        + table(rows)
+        + "\n"
+        + goals
+        + f"\nreport: {files.get('report', '')}\nplots: {', '.join(files.get('plots', []))}\n"
+    )
