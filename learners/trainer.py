@@ -30,6 +30,7 @@ class TrainOptions:
     replay_sample: int = 32
     max_batch: int = 64
     seed: int = 7
+    max_new_intents: int = 5  # more new intents than this in one update is implausible
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class IncrementalTrainer:
     def train(self, texts: Sequence[str], labels: Sequence[str]) -> TrainReport:
         if len(texts) != len(labels) or not texts:
             raise TrainingGuardError("a batch needs as many labels as texts, and at least one")
+        fresh = {y for y in labels if y not in self.model.labels}
+        if len(fresh) > self.options.max_new_intents:
+            raise TrainingGuardError(
+                f"the batch brings {len(fresh)} new intents at once (at most "
+                f"{self.options.max_new_intents} per update): an implausible label "
+                "distribution, not applied"
+            )
         start = time.perf_counter()
         self._batches += 1
         torch.manual_seed(self.options.seed + self._batches)
@@ -87,6 +95,11 @@ class IncrementalTrainer:
                 losses.append(value)
         finally:
             self.model.net.eval()
+        broken = [i for i, p in enumerate(params) if not torch.isfinite(p).all()]
+        if broken:
+            raise TrainingGuardError(
+                f"{len(broken)} weight tensors became NaN or infinite: batch not applied"
+            )
         return TrainReport(
             steps=len(losses),
             examples=len(texts),

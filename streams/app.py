@@ -26,6 +26,7 @@ from models.end_model import LoraOptions
 from models.redaction import Redactor
 from models.registry import AdapterRegistry
 from streams import metrics, topics
+from streams.kafka import faust_credentials
 from streams.schemas import Record, SchemaError, dead_letter, decode
 from streams.settings import Settings
 from streams.workers import ready_marker
@@ -47,6 +48,7 @@ def edge_options(s: Settings) -> EdgeOptions:
             steps=s.steps_per_batch,
             replay_sample=s.replay_sample,
             seed=s.seed,
+            max_new_intents=s.max_new_intents,
         ),
         replay_per_class=s.replay_per_class,
         holdout_every=s.holdout_every,
@@ -181,17 +183,10 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {', '.join(ROLES)}")
     if not settings.broker:
         raise ValueError("ECC_BROKER is empty: give the Kafka bootstrap servers (host:port)")
-    credentials: Any = None
-    if settings.security_protocol.startswith("SASL"):
-        credentials = faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism,
-        )
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b}" for b in settings.broker.split(",")],
-        broker_credentials=credentials,
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(settings.state_dir / "faust"),  # not `<app id>-data/` in the cwd
         topic_partitions=settings.topic_partitions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -34,8 +35,12 @@ def main() -> None:
     """
 
 
-def _replay_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def _replay_options(rate: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The options of a replayed scenario, shared by ``ecc demo`` and ``ecc bench loop``."""
+    return functools.partial(_add_replay_options, rate=rate)
+
+
+def _add_replay_options(f: Callable[..., Any], rate: float) -> Callable[..., Any]:
     options = [
         click.option(
             "--scenario",
@@ -47,7 +52,12 @@ def _replay_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--turns", type=int, default=6000, show_default=True, help="Turns to replay."),
         click.option(
-            "--rate", type=float, default=60.0, show_default=True, help="Turns per second."
+            "--rate",
+            type=float,
+            default=rate,
+            show_default=True,
+            help="Turns per second (all nodes together). The learner works in wall-clock time "
+            "and the peers per turn, so a higher rate leaves the system fewer updates per turn.",
         ),
         click.option(
             "--nodes",
@@ -124,7 +134,7 @@ def _run_demo(options: Any) -> dict[str, Any]:
     help="CSV (text,label) folder/file or "
     "CLINC150 data_full.json. Default: the built-in e-commerce generator.",
 )
-@_replay_options
+@_replay_options(rate=60.0)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -466,11 +476,11 @@ def bench_webhook(duration: float, quick: bool, out: Path) -> None:
 
 @bench.command("loop")
 @_datasets_option
-@_replay_options
+@_replay_options(rate=15.0)
 @click.option(
     "--quick",
     is_flag=True,
-    help="A short run for CI and smoke tests: 2,000 turns at 40/s, 150 turns per refit.",
+    help="A short run for CI and smoke tests: 2,000 turns (at most 40/s), a refit every 150.",
 )
 @_out_option("reports/bench-loop", "one folder per dataset: loop.json, turns.csv, plots")
 def bench_loop(datasets: tuple[str, ...], quick: bool, out: Path, **kw: Any) -> None:
@@ -503,6 +513,46 @@ def bench_loop(datasets: tuple[str, ...], quick: bool, out: Path, **kw: Any) -> 
             raise click.ClickException(f"{name}: not every turn was served; see {options.out}")
         reports.append(options.out / "loop.json")
     click.echo("reports: " + ", ".join(str(p) for p in reports))
+
+
+@main.command()
+@click.option("--kills", type=int, default=20, show_default=True, help="kill -9 + restarts.")
+@click.option(
+    "--kill-every", type=float, default=12.0, show_default=True, help="Mean seconds between kills."
+)
+@click.option(
+    "--load", "load_s", type=float, default=600.0, show_default=True, help="Seconds of load after."
+)
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Turns per second.")
+@click.option("--quick", is_flag=True, help="4 kills (one per worker kind) and 60 s of load.")
+@_out_option("reports/soak", "soak.json and soak.png")
+def soak(kills: int, kill_every: float, load_s: float, rate: float, quick: bool, out: Path) -> None:
+    """Crash and load soak: kill -9 each worker kind in turn while traffic and feedback
+    flow, then sustained load; then audit what was accepted against what was learnt.
+
+    Runs one `ecc serve` per worker kind (edge, drift, feedback, teacher) and an `ecc
+    webhook` on the embedded broker, and prints kills survived, feedback accepted /
+    applied / lost, DLQ counts, peak RSS and lag. Exits 1 if anything was lost or corrupt.
+    See streams/soak.py.
+    """
+    from streams.soak import SoakOptions, run_soak, verdict
+
+    if quick:
+        kills, load_s = min(kills, 4), min(load_s, 60.0)
+    if kills < 0 or kill_every <= 0 or load_s < 0 or rate <= 0:
+        raise click.BadParameter("--kills, --kill-every, --load and --rate must be positive")
+    options = SoakOptions(kills=kills, kill_every_s=kill_every, load_s=load_s, rate=rate, out=out)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_soak(options, _settings())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: workers, webhook and broker stopped", err=True)
+        sys.exit(130)
+    problems = verdict(report)
+    for p in problems:
+        click.echo(f"FAILED: {p}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @main.command("settings")

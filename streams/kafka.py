@@ -29,9 +29,36 @@ def client_options(settings: Settings) -> dict[str, Any]:
             sasl_plain_username=settings.sasl_username,
             sasl_plain_password=settings.sasl_password,
         )
-    if settings.security_protocol.endswith("SSL"):
-        opts["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    context = ssl_context(settings)
+    if context is not None:
+        opts["ssl_context"] = context
     return opts
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL (server certificates checked against
+    ``ECC_SSL_CAFILE``, or the system's CAs); None for the plaintext protocols."""
+    if not settings.security_protocol.endswith("SSL"):
+        return None
+    return ssl.create_default_context(cafile=settings.ssl_cafile or None)
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same connection security for a Faust app: SASL (with TLS for SASL_SSL), TLS
+    alone for SSL, nothing for PLAINTEXT."""
+    import faust
+
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "ECC_"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def _doc(default: Any, doc: str, secret: bool = False) -> Any:
@@ -41,7 +43,9 @@ class Settings:
         "broker's end-offset bug so table recovery is exact; use 16384+ on Apache Kafka.",
     )
     security_protocol: str = _doc("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
-    sasl_mechanism: str = _doc("PLAIN", "SASL mechanism when a SASL protocol is used.")
+    sasl_mechanism: str = _doc(
+        "PLAIN", "SASL mechanism of the SASL protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
     sasl_username: str = _doc("", "SASL user name.")
     sasl_password: str = _doc("", "SASL password (never logged).", secret=True)
     ssl_cafile: str = _doc("", "CA bundle for SSL/SASL_SSL.")
@@ -65,6 +69,9 @@ class Settings:
     holdout_every: int = _doc(5, "Every n-th labelled example is held out for the eval gate.")
     holdout_max: int = _doc(300, "Most held-out examples a candidate is scored on.")
     gate_tolerance: float = _doc(0.02, "Largest held-out accuracy drop a new version may have.")
+    max_new_intents: int = _doc(
+        5, "A training update that brings more new intents than this is refused (a guard)."
+    )
     keep_versions: int = _doc(20, "Adapter versions kept per node.")
     infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")
     low_confidence: float = _doc(0.5, "A turn below this confidence counts as low-confidence.")
@@ -130,6 +137,20 @@ class Settings:
     teacher_retries: int = _doc(3, "Retries (exponential backoff) of a failed `openai` request.")
     teacher_budget_per_minute: int = _doc(60, "Teacher requests per node per minute.")
     teacher_min_confidence: float = _doc(0.6, "Annotations below this are not trained on.")
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"ECC_SECURITY_PROTOCOL={self.security_protocol!r}: choose one of "
+                + ", ".join(SECURITY_PROTOCOLS)
+            )
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism not in (
+            SASL_MECHANISMS
+        ):
+            raise ValueError(
+                f"ECC_SASL_MECHANISM={self.sasl_mechanism!r}: choose one of "
+                + ", ".join(SASL_MECHANISMS)
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

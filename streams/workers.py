@@ -40,7 +40,7 @@ def start_worker(
     carries the end of its log. ``tick`` is called while waiting (a progress display).
     """
     ready_marker(settings).unlink(missing_ok=True)
-    proc = _spawn_ecc(settings, log, "serve", "--roles", roles)
+    proc = spawn_ecc(settings, log, "serve", "--roles", roles)
     _wait_ready(proc, log, ready_marker(settings).exists, "the stream worker", timeout, tick)
     return proc
 
@@ -60,12 +60,12 @@ def start_webhook(
         except OSError:
             return False
 
-    proc = _spawn_ecc(settings, log, "webhook")
+    proc = spawn_ecc(settings, log, "webhook")
     _wait_ready(proc, log, healthy, "the webhook", timeout)
     return proc, url
 
 
-def _spawn_ecc(settings: Settings, log: Path, *command: str) -> subprocess.Popen[bytes]:
+def spawn_ecc(settings: Settings, log: Path, *command: str) -> subprocess.Popen[bytes]:
     """``ecc COMMAND`` as a child with ``settings`` in its environment; SIGKILL if we die."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     return spawn(

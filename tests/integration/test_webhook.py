@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,9 +70,13 @@ def hook_settings(
 
 
 @pytest.fixture(scope="module")
-def webhook(hook_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("hook-log") / "webhook.log"
-    proc, url = start_webhook(hook_settings, log)
+def hook_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hook-log") / "webhook.log"
+
+
+@pytest.fixture(scope="module")
+def webhook(hook_settings: Settings, hook_log: Path) -> Iterator[str]:
+    proc, url = start_webhook(hook_settings, hook_log)
     try:
         yield url
     finally:
@@ -318,6 +323,17 @@ def test_no_request_gets_a_5xx(
         content_type=content_type,
     )
     assert 200 <= status < 500
+
+
+def test_no_secret_reaches_the_logs(webhook: str, hook_log: Path) -> None:
+    """After signed, unsigned and wrongly signed posts (the tests above), the webhook's log
+    holds neither client's secret."""
+    assert post(webhook, "/v1/feedback", feedback("log-check"))[0] == 202
+    assert post(webhook, "/v1/feedback", feedback("log-bad"), secret=b"guess")[0] == 401
+    text = hook_log.read_text()
+    assert "webhook" in text.lower(), "not the webhook's log"
+    for secret in (SECRET.decode(), "other-secret"):
+        assert secret not in text
 
 
 def test_with_the_broker_stopped_it_answers_503_and_a_retry_is_accepted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,3 +171,33 @@ def test_replay_stays_bounded_and_class_balanced() -> None:
     assert len(replay) == 8
     drawn = [label for _, label in replay.sample(6)]
     assert drawn.count("rare") == 3 and drawn.count("common") == 3
+
+
+def test_a_batch_with_an_absurd_label_distribution_is_refused(node: EdgeNode) -> None:
+    """Twelve examples, twelve intents nobody has seen: a broken or hostile client."""
+    examples = [LabelledText(f"z-{i}", f"some text {i}", f"made_up_{i}") for i in range(12)]
+    out = node.apply_batch("absurd", examples)
+    assert out.status == "rejected" and "12 new intents at once" in out.reason
+    assert node.version == 1 and not any(lab.startswith("made_up") for lab in node.serving.labels)
+    assert not any(lab.startswith("made_up") for lab in node.replay.labels()), "poison kept"
+
+
+def test_a_batch_that_makes_the_weights_blow_up_is_refused(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    """A learning rate of 1e30 turns any batch into NaN/inf weights or loss: the guard,
+    not the gate, must stop it (a NaN model scores NaN, which a gate might wave through)."""
+    reg = AdapterRegistry(tmp_path / "adapters")
+    opts = options(tiny_encoder)
+    opts = EdgeOptions(**{**opts.__dict__, "train": TrainOptions(learning_rate=1e30, steps=3)})
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    node = EdgeNode("n1", reg, tmp_path, opts)
+    before = [p.intent for p in node.predict(SEED_TEXTS)[0]]
+    out = node.apply_batch("blow-up", batch("x", "track", n=8))
+    assert out.status == "rejected" and re.search("nan|NaN|infinite", out.reason), out.reason
+    assert node.version == 1 and reg.current("n1").version == 1  # type: ignore[union-attr]
+    assert [p.intent for p in node.predict(SEED_TEXTS)[0]] == before
+    working, serving = node.working.state(), node.serving.state()
+    assert all(
+        torch.isfinite(working[k]).all() and torch.equal(working[k], serving[k]) for k in serving
+    )
