@@ -93,6 +93,8 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         app_id=f"ecc-demo-{os.getpid()}",
         batch_max_age_s=min(base.batch_max_age_s, 10.0),
         drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
+        # every version stays: the report compares the first with the last
+        keep_versions=max(base.keep_versions, 100_000),
         # ECC_WEBHOOK_PORT (8080) and ECC_WEBHOOK_SECRETS when given and usable; else a
         # free port and a one-off secret.
         webhook_host="127.0.0.1",

@@ -207,7 +207,6 @@ def build_report(
     sources: Counter[str] = Counter()
     for b in unique_batches:
         sources.update(b["sources"])
-    periodic_new = arm_figures(rows, "periodic", onset, new, None)["new_intents_after_onset"]
     # the common target: 80 % of the reference's final new-intent accuracy (its last window)
     reference_final = _final_window_accuracy(rows, "periodic", onset, new)
     target = RECOVERY_SHARE * reference_final if reference_final else None
@@ -249,7 +248,6 @@ def build_report(
         "user_feedback": dict(Counter(r["feedback"] for r in rows if r["feedback"])),
         "user_labels": user_labels,
         "recovery_target": target,
-        "periodic_new_intents_after_onset": periodic_new,
         "arms": arms,
         "goals": {
             "final_accuracy_gap_to_periodic_points": _gap(
@@ -318,13 +316,13 @@ def write_turns(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_eval(path: Path, scenario: Scenario, preds: dict[str, dict[str, list[str]]]) -> None:
     """One row per (node, eval text): truth and every arm's final answer."""
     arms = [a for a in (*ARMS, "system_first") if preds.get(a)]
-    nodes = sorted(preds["static"])
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["node", "label", *arms])
-        for node in nodes:
+        for node in sorted(preds["static"]):
+            answers = [preds[a].get(node) or [""] * len(scenario.eval_examples) for a in arms]
             for i, e in enumerate(scenario.eval_examples):
-                w.writerow([node, e.label, *(preds[a].get(node, [""] * (i + 1))[i] for a in arms)])
+                w.writerow([node, e.label, *(column[i] for column in answers)])
 
 
 def render(r: dict[str, Any]) -> str:
