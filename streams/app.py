@@ -35,7 +35,7 @@ log = logging.getLogger("ecc")
 R = TypeVar("R", bound=Record)
 T = TypeVar("T")
 
-ROLES = ("edge", "drift", "feedback", "teacher")
+ROLES = topics.ROLES
 
 
 def edge_options(s: Settings) -> EdgeOptions:
@@ -184,7 +184,7 @@ def create_app(settings: Settings, roles: tuple[str, ...] = ROLES) -> tuple[faus
     if not settings.broker:
         raise ValueError("ECC_BROKER is empty: give the Kafka bootstrap servers (host:port)")
     app = faust.App(
-        settings.app_id,
+        topics.group_id(settings.app_id, roles),
         broker=[f"kafka://{b}" for b in settings.broker.split(",")],
         broker_credentials=faust_credentials(settings),
         store="memory://",

@@ -171,8 +171,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def serve(roles: str) -> None:
     """Run the stream worker against the Kafka cluster in ECC_BROKER.
 
-    Scale out by starting more workers with the same ECC_APP_ID: partitions (and the nodes
-    keyed to them) are shared by consumer-group rebalancing.
+    Scale out by starting more workers with the same ECC_APP_ID and the same --roles:
+    partitions (and the nodes keyed to them) are shared by consumer-group rebalancing.
+    Workers with other roles form their own group (ECC_APP_ID-<roles>), so every role
+    sees every partition of the topics it reads.
     """
     from faust.worker import Worker
 
@@ -183,20 +185,22 @@ def serve(roles: str) -> None:
     if not settings.broker:
         raise click.UsageError("set ECC_BROKER to the Kafka bootstrap servers (host:port)")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    chosen = tuple(r for r in roles.split(",") if r)
     try:  # settings mistakes (roles, PII kinds) before any connection
-        app, _ = create_app(settings, tuple(r for r in roles.split(",") if r))
+        app, _ = create_app(settings, chosen)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(_ensure(settings))
+    asyncio.run(_ensure(settings, chosen))
     metrics.serve(settings.metrics_port)
     logging.basicConfig(level=settings.log_level.upper())
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
-async def _ensure(settings: Settings) -> list[str]:
+async def _ensure(settings: Settings, roles: tuple[str, ...] | None = None) -> list[str]:
     from streams.kafka import ensure_topics
+    from streams.topics import ROLES
 
-    return await ensure_topics(settings)
+    return await ensure_topics(settings, roles=roles or ROLES)
 
 
 @main.group()

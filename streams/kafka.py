@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
-from streams.topics import TABLES, TopicNames, changelog
+from streams.topics import ROLES, TopicNames, changelogs
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -61,15 +61,18 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create every topic of the service (its DLQs and table changelogs) that does not exist.
+async def ensure_topics(
+    settings: Settings, timeout: float = 30.0, roles: Iterable[str] = ROLES
+) -> list[str]:
+    """Create every topic of the service (its DLQs, and the table changelogs of a worker
+    running ``roles``) that does not exist.
 
     All get ``ECC_TOPIC_PARTITIONS`` partitions: Faust refuses co-partitioned topics with
     different counts, and some brokers (Tansu) cannot add partitions later.
     Returns the names that were created.
     """
     names = TopicNames(settings.topic_prefix).all_with_dlq()
-    tables = [changelog(settings.app_id, t) for t in TABLES]
+    tables = changelogs(settings.app_id, roles)
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
     await start_with_retry(admin.start, timeout)
     try:

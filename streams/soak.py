@@ -182,8 +182,11 @@ class Traffic:
     async def _answers(self, fc: FeedbackClient) -> None:
         name = self.settings.topic_prefix + topics.CHAT_TURNS
         async with consumer(self.settings, [name]) as cons:
+            idle_since = time.monotonic()
             while not (self.stop.is_set() and len(self.served) >= self.sent):
                 got = await cons.getmany(timeout_ms=200, max_records=2000)
+                if got:
+                    idle_since = time.monotonic()
                 for messages in got.values():
                     for m in messages:
                         for turn in decode(TurnBatch, m.value).chat_turns():
@@ -191,8 +194,8 @@ class Traffic:
                                 continue  # an edge restart may serve a turn again
                             self.served.add(turn.turn_id)
                             await self._feedback(fc, turn.turn_id, turn.node_id, turn.intent)
-                if self.stop.is_set() and not got:
-                    break
+                if self.stop.is_set() and time.monotonic() - idle_since > 60:
+                    break  # after the traffic stopped, a minute without a served turn
 
     async def _feedback(self, fc: FeedbackClient, turn_id: str, node: str, served: str) -> None:
         r = random.Random(zlib.crc32(f"{self.options.seed}:{turn_id}".encode())).random()
@@ -259,7 +262,8 @@ def run_soak(options: SoakOptions, base: Settings) -> dict[str, Any]:
             result = asyncio.run(_soak(settings, options, texts, nodes, url, webhook, broker))
         finally:
             stop(webhook)
-    report = _report(result, registry, settings, options, nodes)
+        say("auditing the topics, the nodes' applied batches and every adapter version")
+        report = _report(result, registry, settings, options, nodes)
     write_json(out / "soak.json", report)
     _plot(out / "soak.png", report)
     print(render(report, out))
@@ -498,7 +502,7 @@ async def _audit(
             "in_another_nodes_batch": len(wrong_node),
             "batches": len(batches),
             "batches_not_applied": len(unapplied),
-            "examples": {"lost": lost[:20], "twice": twice[:20], "unapplied": unapplied[:20]},
+            "examples": {"lost": lost, "twice": twice, "unapplied": unapplied},
         },
         "adapters": {"versions": versions, "corrupt": corrupt, "problems": problems},
         "drift": {

@@ -8,6 +8,7 @@ Every input topic has a ``<topic>.dlq`` dead-letter topic for records that fail 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 CHAT_INBOUND = "chat.inbound"
@@ -37,6 +38,32 @@ DRIFT_STATE_TABLE = "drift-state"
 FEEDBACK_STATE_TABLE = "feedback-state"
 """Faust table of the feedback agent: ledgers, taken ids and the join's turns; compacted."""
 TABLES = (DRIFT_STATE_TABLE, FEEDBACK_STATE_TABLE)
+
+# What a worker can run (`ecc serve --roles`), and the table each role keeps.
+ROLES = ("edge", "drift", "feedback", "teacher")
+ROLE_TABLES = {"drift": DRIFT_STATE_TABLE, "feedback": FEEDBACK_STATE_TABLE}
+
+
+def group_id(app_id: str, roles: Iterable[str]) -> str:
+    """The consumer group (the Faust app id) of a worker that runs ``roles``.
+
+    Workers running the same roles share a group and split its partitions. Workers
+    running different roles must not: a group gives each partition to one member, so a
+    topic that two roles read (chat.turns: drift and feedback; chat.feedback: drift,
+    feedback and teacher) would be split between them and each role would see only part
+    of it. A worker with every role keeps the plain ``app_id``.
+
+    >>> group_id("ecc", ROLES), group_id("ecc", ["feedback", "drift"])
+    ('ecc', 'ecc-drift-feedback')
+    """
+    chosen = [r for r in ROLES if r in set(roles)]
+    return app_id if len(chosen) == len(ROLES) else "-".join([app_id, *chosen])
+
+
+def changelogs(app_id: str, roles: Iterable[str] = ROLES) -> list[str]:
+    """The changelog topics of the tables of a worker that runs ``roles``."""
+    group = group_id(app_id, roles)
+    return [changelog(group, ROLE_TABLES[r]) for r in ROLES if r in set(roles) and r in ROLE_TABLES]
 
 
 def changelog(app_id: str, table: str) -> str:
