@@ -81,23 +81,52 @@ def say(msg: str) -> None:
     tqdm.write(msg, file=sys.stdout)
 
 
-def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
-    started = time.time()
-    out = options.out
+def fresh_run(out: Path, base: Settings, name: str, **changes: Any) -> Settings:
+    """Empty ``out`` and return settings that keep every state of a run in it (the demo's,
+    the soak's): adapters, node files, the teacher's corpus, one-off app id and webhook."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    settings = base.replace(
+    return base.replace(
         state_dir=(out / "state").resolve(),
         teacher_corpus=str((out / "teacher_corpus.csv").resolve()),
-        app_id=f"ecc-demo-{os.getpid()}",
+        app_id=f"ecc-{name}-{os.getpid()}",
         batch_max_age_s=min(base.batch_max_age_s, 10.0),
+        webhook_host="127.0.0.1",
+        **changes,
+    )
+
+
+def bootstrap_nodes(
+    settings: Settings, nodes: tuple[str, ...], scenario: Scenario
+) -> AdapterRegistry:
+    """Every node's first version from the scenario's seed examples; the registry."""
+    write_csv(settings.teacher_corpus, scenario.teacher_corpus)
+    registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
+    for node in nodes:
+        EdgeNode.bootstrap(
+            node,
+            registry,
+            settings.state_dir,
+            [e.text for e in scenario.seed_examples],
+            [e.label for e in scenario.seed_examples],
+            edge_options(settings),
+        )
+    return registry
+
+
+def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
+    started = time.time()
+    out = options.out
+    settings = fresh_run(
+        out,
+        base,
+        "demo",
         drift_snapshot_s=min(base.drift_snapshot_s, 5.0),
         # every version stays: the report compares the first with the last
         keep_versions=max(base.keep_versions, 100_000),
         # ECC_WEBHOOK_PORT (8080) and ECC_WEBHOOK_SECRETS when given and usable; else a
         # free port and a one-off secret.
-        webhook_host="127.0.0.1",
         webhook_port=_usable(base.webhook_port),
         metrics_port=_usable(base.metrics_port) if base.metrics_port else 0,
         webhook_secrets=base.webhook_secrets or f"{DEMO_CLIENT}={secrets.token_hex(16)}",
@@ -113,7 +142,6 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
         ),
         data,
     )
-    write_csv(settings.teacher_corpus, scenario.teacher_corpus)
     say(
         f"      {len(scenario.stream)} turns over {len(options.nodes)} nodes, drift at turn "
         f"{scenario.onset_index}; emerging intents {scenario.emerging_intents or '-'}; "
@@ -122,16 +150,7 @@ def run_demo(options: DemoOptions, base: Settings) -> dict[str, Any]:
     )
 
     say(f"[2/5] bootstrapping edge nodes from {len(scenario.seed_examples)} labelled examples")
-    registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
-    for node in options.nodes:
-        EdgeNode.bootstrap(
-            node,
-            registry,
-            settings.state_dir,
-            [e.text for e in scenario.seed_examples],
-            [e.label for e in scenario.seed_examples],
-            edge_options(settings),
-        )
+    registry = bootstrap_nodes(settings, options.nodes, scenario)
 
     with EmbeddedBroker(log=out / "broker.log") as broker:
         settings = settings.replace(broker=broker.bootstrap)

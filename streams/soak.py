@@ -27,7 +27,6 @@ import asyncio
 import itertools
 import random
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,14 +42,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 from learners.batching import feedback_label
-from learners.edge_node import EdgeNode
 from models.registry import AdapterRegistry, CorruptAdapterError
 from scenarios.scenario import ScenarioConfig, build_scenario
 from streams import topics
-from streams.app import edge_options
 from streams.bench.report import environment, table, write_json
 from streams.broker import EmbeddedBroker
-from streams.demo import DEMO_CLIENT, cpu_seconds
+from streams.demo import DEMO_CLIENT, bootstrap_nodes, cpu_seconds, fresh_run
 from streams.kafka import consumer, ensure_topics, producer, read_all
 from streams.processes import free_port, stop
 from streams.schemas import (
@@ -226,33 +223,16 @@ class Traffic:
 
 def run_soak(options: SoakOptions, base: Settings) -> dict[str, Any]:
     out = options.out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    settings = base.replace(
-        state_dir=(out / "state").resolve(),
-        teacher_corpus=str((out / "teacher_corpus.csv").resolve()),
-        app_id=f"ecc-soak-{int(time.time())}",
-        batch_max_age_s=min(base.batch_max_age_s, 10.0),
-        webhook_host="127.0.0.1",
+    settings = fresh_run(
+        out,
+        base,
+        "soak",
         webhook_port=free_port(),
         webhook_secrets=f"{DEMO_CLIENT}={secrets.token_hex(16)}",
     )
-    from scenarios.datasets import write_csv
-
     scenario = build_scenario(ScenarioConfig(kind="stationary", turns=4000, seed=options.seed))
-    write_csv(settings.teacher_corpus, scenario.teacher_corpus)
     nodes = ("store-eu", "store-us")
-    registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
-    for node in nodes:
-        EdgeNode.bootstrap(
-            node,
-            registry,
-            settings.state_dir,
-            [e.text for e in scenario.seed_examples],
-            [e.label for e in scenario.seed_examples],
-            edge_options(settings),
-        )
+    registry = bootstrap_nodes(settings, nodes, scenario)
     texts = [(t.text, t.label) for t in scenario.stream]
     with EmbeddedBroker(log=out / "broker.log") as broker:
         settings = settings.replace(broker=broker.bootstrap)

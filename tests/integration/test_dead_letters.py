@@ -24,8 +24,17 @@ from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration
 
-# What each input topic gets: bytes that are not UTF-8, not JSON, and JSON of the wrong shape.
-BAD_RECORDS = [b"\xff\xfe garbage", b"{not json", json.dumps({"schema_version": 9}).encode()]
+# What each input topic gets: bytes that are not UTF-8, not JSON, JSON of an unknown schema
+# version, fields of the wrong types, and a huge field (200 kB).
+BAD_RECORDS = [
+    b"\xff\xfe garbage",
+    b"{not json",
+    json.dumps({"schema_version": 9}).encode(),
+    json.dumps({"schema_version": 1, "turn_id": 5, "node_id": ["store-t"], "text": 7}).encode(),
+    json.dumps(
+        {"schema_version": 1, "turn_id": "h", "node_id": "store-t", "text": "x" * 200_000}
+    ).encode(),
+]
 INPUT_TOPICS = [
     topics.CHAT_INBOUND,
     topics.CHAT_TURNS,

@@ -118,7 +118,8 @@ class CorruptingTrainer(IncrementalTrainer):
         return report
 
 
-def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Path) -> None:
+def corrupting_node(tiny_encoder: Path, tmp_path: Path) -> EdgeNode:
+    """A bootstrapped node whose seeds are its held-out set and whose trainer corrupts."""
     reg = AdapterRegistry(tmp_path / "adapters")
     opts = options(tiny_encoder)
     EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
@@ -126,6 +127,12 @@ def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Pa
     for text, label in zip(SEED_TEXTS, SEED_LABELS, strict=True):
         node.holdout.add(text, label)
     node.trainer = CorruptingTrainer(node.working, node.replay, opts.train)
+    return node
+
+
+def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Path) -> None:
+    node = corrupting_node(tiny_encoder, tmp_path)
+    reg = node.registry
     before = node.predict(SEED_TEXTS)[0]
     out = node.apply_batch("b1", batch("x", "track"))
     assert out.status == "rejected" and "fell" in out.reason
@@ -140,20 +147,14 @@ def test_the_gate_rejects_a_corrupted_candidate(tiny_encoder: Path, tmp_path: Pa
 def test_a_rejected_candidates_examples_are_learnt_by_the_next_one(
     tiny_encoder: Path, tmp_path: Path
 ) -> None:
-    reg = AdapterRegistry(tmp_path / "adapters")
-    opts = options(tiny_encoder)
-    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
-    node = EdgeNode("n1", reg, tmp_path, opts)
-    for text, label in zip(SEED_TEXTS, SEED_LABELS, strict=True):
-        node.holdout.add(text, label)
-    node.trainer = CorruptingTrainer(node.working, node.replay, opts.train)
+    node = corrupting_node(tiny_encoder, tmp_path)
     out = node.apply_batch("b1", batch("g", "gift_card_balance"))
     assert out.status == "rejected" and "gift_card_balance" not in node.serving.labels
     assert "gift_card_balance" in node.replay.labels()
     # the next candidate (an honest trainer, a batch of a known intent, a gate that lets
     # the tiny random encoder's candidate through) brings it back
-    node.trainer = IncrementalTrainer(node.working, node.replay, opts.train)
     node.options = options(tiny_encoder, tolerance=1.0)
+    node.trainer = IncrementalTrainer(node.working, node.replay, node.options.train)
     out = node.apply_batch("b2", batch("t", "track"))
     assert out.status == "published" and "gift_card_balance" in out.labels_added
     assert "gift_card_balance" in node.serving.labels
