@@ -310,7 +310,9 @@ def write_turns(path: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.writer(f)
         w.writerow([*TURN_COLUMNS, *ARMS])
         for r in rows:
-            w.writerow([*(r.get(c) or "" for c in TURN_COLUMNS), *(r[a] for a in ARMS)])
+            w.writerow(
+                [*("" if r.get(c) is None else r[c] for c in TURN_COLUMNS), *(r[a] for a in ARMS)]
+            )
 
 
 def write_eval(path: Path, scenario: Scenario, preds: dict[str, dict[str, list[str]]]) -> None:
