@@ -320,7 +320,7 @@ async def _soak(
         traffic.stop.set()
         say("traffic stopped; waiting for the pipeline to settle")
         await asyncio.wait_for(flow, options.settle_s)
-        await _settle(settings, traffic, options.settle_s)
+        await _settle(settings, traffic, nodes, options.settle_s)
         cpu = {k: cpu_seconds(w.proc.pid if w.proc else None) for k, w in workers.items()}
     finally:
         sampler.cancel()
@@ -338,22 +338,31 @@ async def _soak(
     }
 
 
-async def _settle(settings: Settings, traffic: Traffic, timeout: float) -> None:
-    """Until every accepted labelling feedback is in a batch and no batch arrived for a
-    while (or ``timeout``)."""
+async def _settle(
+    settings: Settings, traffic: Traffic, nodes: tuple[str, ...], timeout: float
+) -> None:
+    """Until every accepted labelling feedback is in a batch and every batch has been
+    decided on by its node's learner (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     want = {f"feedback:{f}" for f, info in traffic.accepted.items() if info["label"]}
     while time.monotonic() < deadline:
-        batches = await read_all(settings, topics.TRAINING_BATCHES, idle_s=1.0)
-        have = {
-            e.example_id
-            for m in batches
-            for e in TrainingBatch.model_validate_json(m.value).examples
-        }
-        if want <= have:
-            await asyncio.sleep(settings.batch_max_age_s)  # the learner's last decisions
+        batches = [
+            TrainingBatch.model_validate_json(m.value)
+            for m in await read_all(settings, topics.TRAINING_BATCHES, idle_s=1.0)
+        ]
+        have = {e.example_id for b in batches for e in b.examples}
+        if want <= have and {b.batch_id for b in batches} <= _applied(settings, nodes):
             return
         await asyncio.sleep(3)
+
+
+def _applied(settings: Settings, nodes: tuple[str, ...]) -> set[str]:
+    """The batch ids the nodes' learners have decided on (their ``batches.log``)."""
+    applied: set[str] = set()
+    for node in nodes:
+        log = settings.state_dir / "nodes" / node / "batches.log"
+        applied |= set(log.read_text().split()) if log.exists() else set()
+    return applied
 
 
 def _rss(pid: int | None) -> float | None:
@@ -440,11 +449,7 @@ async def _audit(
     wrong_node = sorted(
         x for x, info in labelled.items() if x in node_of and node_of[x] != info["node"]
     )
-    applied: set[str] = set()
-    for node in nodes:
-        log = settings.state_dir / "nodes" / node / "batches.log"
-        applied |= set(log.read_text().split()) if log.exists() else set()
-    unapplied = sorted(set(batches) - applied)
+    unapplied = sorted(set(batches) - _applied(settings, nodes))
 
     versions = corrupt = 0
     problems: list[str] = []
