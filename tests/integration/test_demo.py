@@ -163,6 +163,9 @@ def test_demo_closes_the_loop_and_prometheus_sees_it(tmp_path: Path) -> None:
     }
     argv = [sys.executable, "-m", "streams.cli", "demo", "--turns", "4000", "--rate", "80"]
     argv.append("--no-peers")  # the peers and the loop report: test_bench_loop.py
+    # More feedback than the defaults (2 % labels, 6 % thumbs): on this short stream the
+    # thumbs-down and corrections are what raise the alarm the assertions below look for.
+    argv += ["--label-rate", "0.05", "--thumbs-rate", "0.15"]
     started = time.time()
     demo = subprocess.Popen(
         [*argv, "--out", str(out)],
