@@ -369,13 +369,10 @@ class Replay:
     async def _feedback(self, turn: ChatTurn, label: str) -> str | None:
         """The simulated client: a few labels, more thumbs, decided per turn by a seeded hash.
         Returns the kind of feedback posted, if any."""
-        r = random.Random(zlib.crc32(f"{self.options.seed}:{turn.turn_id}".encode())).random()
-        right = turn.intent == label
-        kind: str | None = None
-        if r < self.options.label_rate:
-            kind = "thumbs_up" if right else "correction"
-        elif r < self.options.label_rate + self.options.thumbs_rate:
-            kind = "thumbs_up" if right else "thumbs_down"
+        o = self.options
+        kind = client_feedback(
+            o.seed, turn.turn_id, turn.intent, label, o.label_rate, o.thumbs_rate
+        )
         if kind is None:
             return None
         fb = Feedback(
@@ -395,6 +392,21 @@ class Replay:
 
     def _published(self) -> int:
         return sum(1 for a in self.adapters if a["status"] == "published")
+
+
+def client_feedback(
+    seed: int, turn_id: str, served: str, truth: str, label_rate: float, thumbs_rate: float
+) -> str | None:
+    """What a simulated client says about an answer, decided per turn by a seeded hash: a
+    label for ``label_rate`` of turns (a thumbs-up when the answer was right, else a
+    correction), a thumbs up or down for ``thumbs_rate`` more, nothing otherwise."""
+    r = random.Random(zlib.crc32(f"{seed}:{turn_id}".encode())).random()
+    right = served == truth
+    if r < label_rate:
+        return "thumbs_up" if right else "correction"
+    if r < label_rate + thumbs_rate:
+        return "thumbs_up" if right else "thumbs_down"
+    return None
 
 
 def _accuracy(rows: list[dict[str, Any]]) -> float | None:

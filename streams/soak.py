@@ -29,10 +29,8 @@ import random
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-import zlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +45,7 @@ from scenarios.scenario import ScenarioConfig, build_scenario
 from streams import topics
 from streams.bench.report import environment, table, write_json
 from streams.broker import EmbeddedBroker
-from streams.demo import DEMO_CLIENT, bootstrap_nodes, cpu_seconds, fresh_run
+from streams.demo import DEMO_CLIENT, bootstrap_nodes, client_feedback, cpu_seconds, fresh_run, say
 from streams.kafka import consumer, ensure_topics, producer, read_all
 from streams.processes import free_port, stop
 from streams.schemas import (
@@ -64,7 +62,7 @@ from streams.webhook.client import FeedbackClient
 from streams.webhook.server import parse_secrets
 from streams.workers import ready_marker, spawn_ecc, start_webhook
 
-KINDS = ("edge", "drift", "feedback", "teacher")
+KINDS = topics.ROLES  # one worker process per role
 
 
 @dataclass(frozen=True)
@@ -81,10 +79,6 @@ class SoakOptions:
     seed: int = 7
 
 
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stdout)
-
-
 @dataclass
 class Worker:
     """One worker kind's process; each has its own state folder and metrics port, except
@@ -94,7 +88,6 @@ class Worker:
     settings: Settings
     log: Path
     proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
 
     async def start(self, timeout: float = 180.0) -> float:
         """Spawn it (from the main thread: the parent-death signal is per thread) and wait
@@ -103,7 +96,6 @@ class Worker:
         marker.unlink(missing_ok=True)
         began = time.monotonic()
         self.proc = spawn_ecc(self.settings, self.log, "serve", "--roles", self.kind)
-        self.starts += 1
         while not marker.exists():
             if self.proc.poll() is not None or time.monotonic() - began > timeout:
                 tail = self.log.read_text()[-3000:] if self.log.exists() else ""
@@ -195,14 +187,10 @@ class Traffic:
                     break  # after the traffic stopped, a minute without a served turn
 
     async def _feedback(self, fc: FeedbackClient, turn_id: str, node: str, served: str) -> None:
-        r = random.Random(zlib.crc32(f"{self.options.seed}:{turn_id}".encode())).random()
         label = self.truth[turn_id]
-        right = served == label
-        if r < self.options.label_rate:
-            kind = "thumbs_up" if right else "correction"
-        elif r < self.options.label_rate + self.options.thumbs_rate:
-            kind = "thumbs_up" if right else "thumbs_down"
-        else:
+        o = self.options
+        kind = client_feedback(o.seed, turn_id, served, label, o.label_rate, o.thumbs_rate)
+        if kind is None:
             return
         fb = Feedback(
             feedback_id=f"fb-{turn_id}",
@@ -281,7 +269,10 @@ async def _soak(
             rss = {k: _rss(w.proc.pid if w.proc else None) for k, w in workers.items()}
             rss["webhook"] = _rss(webhook.pid)
             rss["broker"] = _rss(broker.pid)
-            lag = [w.metric("ecc_consumer_lag") for w in workers.values()]
+            # off the event loop: a slow /metrics must not pace the traffic
+            lag = await asyncio.gather(
+                *(asyncio.to_thread(w.metric, "ecc_consumer_lag") for w in workers.values())
+            )
             samples.append(
                 {
                     "t": round(time.monotonic() - began, 1),

@@ -39,7 +39,6 @@ Figures per arm (definitions used everywhere in the report):
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -50,6 +49,7 @@ from tqdm import tqdm
 
 from streams.bench.peers import PEERS, recovery_turns, replay
 from streams.bench.report import environment, fmt, table, write_json
+from streams.demo import say
 
 if TYPE_CHECKING:
     from scenarios.scenario import Scenario
@@ -64,10 +64,6 @@ ARM_NAMES = {
     "periodic": "periodic full retraining (frozen emb.)",
 }
 RECOVERY_SHARE = 0.8
-
-
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stdout)
 
 
 def loop_report(
