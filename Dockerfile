@@ -20,6 +20,7 @@ COPY streams ./streams
 COPY learners ./learners
 COPY models ./models
 COPY scenarios ./scenarios
+COPY harness ./harness
 RUN pip install . \
     && pip check \
     && cd / && rm -rf /src

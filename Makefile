@@ -25,8 +25,8 @@ run: $(STAMP)  ## the main job: `ecc demo` on an embedded broker with generated 
 	$(BIN)/ecc demo $(ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check)
-	$(BIN)/ruff check streams learners models scenarios tests infra
-	$(BIN)/ruff format --check streams learners models scenarios tests infra
+	$(BIN)/ruff check streams learners models scenarios harness tests infra
+	$(BIN)/ruff format --check streams learners models scenarios harness tests infra
 
 typecheck: $(STAMP)  ## mypy on the packages
 	$(BIN)/mypy

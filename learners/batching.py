@@ -5,7 +5,8 @@ example has waited ``max_age_s`` ("age"), so a quiet node still learns within a 
 The batch id is a hash of the node and the example ids, so the same examples always make
 the same batch id and the learner can apply each batch once. Which examples are new (not a
 redelivery) is :class:`learners.feedback_ledger.SeenIds`' job, not the batcher's.
-Open batches export to JSON-able dicts, so a worker can keep them in a changelog.
+Open batches export to JSON-able dicts (:class:`learners.state.NodeState`), so a worker can
+keep them in a changelog.
 """
 
 from __future__ import annotations
@@ -111,21 +112,27 @@ class FeedbackBatcher:
             started=batch.started,
         )
 
-    def export_node(self, node_id: str) -> dict[str, Any] | None:
-        """``node_id``'s open batch as JSON-able data (None if it has none)."""
-        batch = self._open.get(node_id)
-        if batch is None:
-            return None
+    # --- state (learners.state.NodeState) ---------------------------------------------------
+    def __contains__(self, node_id: object) -> bool:
+        """Whether ``node_id`` has an open batch."""
+        return node_id in self._open
+
+    def nodes(self) -> list[str]:
+        """The nodes with an open batch (a node without one has no state here)."""
+        return list(self._open)
+
+    def export(self, node_id: str) -> dict[str, Any]:
+        """``node_id``'s open batch as JSON-able data (KeyError if it has none)."""
+        batch = self._open[node_id]
         return {"started": batch.started, "examples": [e.to_dict() for e in batch.examples]}
 
-    def restore_node(self, node_id: str, data: dict[str, Any] | None) -> None:
-        """Put back what :meth:`export_node` gave (None: no open batch)."""
-        self._open.pop(node_id, None)
-        if data is not None:
-            examples = [LabelledExample.from_dict(e) for e in data["examples"]]
-            self._open[node_id] = _Open(started=data["started"], examples=examples)
+    def restore(self, node_id: str, data: dict[str, Any]) -> None:
+        """Replace ``node_id``'s open batch with what :meth:`export` gave."""
+        examples = [LabelledExample.from_dict(e) for e in data["examples"]]
+        self._open[node_id] = _Open(started=data["started"], examples=examples)
 
-    def forget_node(self, node_id: str) -> None:
+    def forget(self, node_id: str) -> None:
+        """Drop ``node_id``'s open batch."""
         self._open.pop(node_id, None)
 
 

@@ -15,33 +15,21 @@ import json
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from learners.gate import EvalGate, Scores
+from learners.gate import Scores
 from learners.holdout import HoldoutRouter, HoldoutSet
+from learners.options import EdgeOptions
 from learners.replay import ClassBalancedReplay
-from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions
-from models.end_model import EndModel, LoraOptions, Prediction
+from learners.trainer import IncrementalTrainer, TrainingGuardError
+from models.end_model import EndModel, Prediction
 from models.registry import AdapterRegistry
 
 
 class NodeNotBootstrappedError(LookupError):
     """The registry has no version for this node: run `ecc node init` (the demo does)."""
-
-
-@dataclass(frozen=True)
-class EdgeOptions:
-    encoder_path: str | None = None
-    lora: LoraOptions = LoraOptions()
-    max_length: int = 48
-    train: TrainOptions = TrainOptions()
-    replay_per_class: int = 32
-    holdout_every: int = 5
-    holdout_per_class: int = 20
-    holdout_max: int = 300
-    gate: EvalGate = field(default_factory=EvalGate)
 
 
 @dataclass(frozen=True)

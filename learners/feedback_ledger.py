@@ -129,7 +129,8 @@ class _Node:
 
 
 class FeedbackLedger:
-    """Per-node batching state with offsets, an outbox and a join wait list.
+    """Per-node batching state with offsets, an outbox and a join wait list: the feedback
+    agent's :class:`learners.state.NodeState`, one changelog record per node.
 
     Every change marks the node dirty; :meth:`take_dirty` says which node records to write.
     """
@@ -212,12 +213,13 @@ class FeedbackLedger:
         return dirty
 
     def export(self, node_id: str) -> dict[str, Any]:
-        """``node_id``'s whole state as JSON-able data (one changelog record)."""
+        """``node_id``'s whole state as JSON-able data, one changelog record (KeyError for a
+        node it does not hold)."""
         node = self._nodes[node_id]
         return {
             "partition": node.partition,
             "offsets": dict(node.offsets),
-            "open": self.batcher.export_node(node_id),
+            "open": self.batcher.export(node_id) if node_id in self.batcher else None,
             "outbox": [b.to_dict() for b in node.outbox],
             "waiting": [
                 {"feedback": w.feedback, "origin": list(w.origin), "deadline": w.deadline}
@@ -236,10 +238,13 @@ class FeedbackLedger:
                 for w in data["waiting"]
             ],
         )
-        self.batcher.restore_node(node_id, data["open"])
+        if data["open"] is None:
+            self.batcher.forget(node_id)
+        else:
+            self.batcher.restore(node_id, data["open"])
 
     def forget(self, node_id: str) -> None:
         """Drop ``node_id`` from memory (its partition went to another worker)."""
         self._nodes.pop(node_id, None)
-        self.batcher.forget_node(node_id)
+        self.batcher.forget(node_id)
         self._dirty.discard(node_id)

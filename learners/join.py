@@ -59,7 +59,14 @@ class TurnCache(Generic[V]):
     def restore_many(
         self, items: Iterable[tuple[str, V]], expiry: float, tag: str | None = None
     ) -> None:
-        """Put pairs that expire at ``expiry`` (a batch reloaded after a restart)."""
+        """Put pairs that expire at ``expiry`` (a batch reloaded after a restart).
+
+        Not :class:`learners.state.NodeState`'s ``restore``: this is a cache, not node
+        state. Its unit is a batch put (keyed by the batch's ``tag``, say where its copy is
+        stored), not a node; a batch is reloaded as it was stored, not as the cache exported
+        it (the cache has no export); and it may drop entries early (eviction), which node
+        state must never do. Restoring batches oldest first rebuilds the cache as it was.
+        """
         batch = dict(items)
         self._items.update(batch)
         self._batches.append((expiry, list(batch), tag))

@@ -15,22 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
+from learners.options import TrainOptions
 from learners.replay import ClassBalancedReplay
 from models.end_model import EndModel
 
 
 class TrainingGuardError(ValueError):
     """A batch the trainer refuses to apply (the reason is the message)."""
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    learning_rate: float = 3e-3
-    steps: int = 4
-    replay_sample: int = 32
-    max_batch: int = 64
-    seed: int = 7
-    max_new_intents: int = 5  # more new intents than this in one update is implausible
 
 
 @dataclass(frozen=True)

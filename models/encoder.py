@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from models.options import MAX_LENGTH
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -59,7 +61,7 @@ class Encoder:
     Used by the cloud teacher and by anything that needs embeddings without a head.
     """
 
-    def __init__(self, path: str | Path | None = None, max_length: int = 48) -> None:
+    def __init__(self, path: str | Path | None = None, max_length: int = MAX_LENGTH) -> None:
         self.path = resolve_encoder_path(path)
         self.tokenizer, self.model = load_encoder(self.path)
         self.max_length = max_length

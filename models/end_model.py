@@ -21,18 +21,11 @@ import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from models.encoder import load_encoder, mean_pool, resolve_encoder_path
+from models.options import MAX_LENGTH, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
 LORA_PREFIX = "lora."
-
-
-@dataclass(frozen=True)
-class LoraOptions:
-    r: int = 8
-    alpha: int = 16
-    targets: tuple[str, ...] = ("query", "value")
-    dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ class EndModel:
         self,
         encoder_path: str | Path | None = None,
         lora: LoraOptions = LoraOptions(),
-        max_length: int = 48,
+        max_length: int = MAX_LENGTH,
         scale: float = 20.0,
     ) -> None:
         self.encoder_path = resolve_encoder_path(encoder_path)

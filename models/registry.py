@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.options import KEEP_VERSIONS
+
 WEIGHTS = "adapter.safetensors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -89,7 +91,7 @@ class AdapterRegistry:
     1
     """
 
-    def __init__(self, root: str | Path, keep_last: int = 20) -> None:
+    def __init__(self, root: str | Path, keep_last: int = KEEP_VERSIONS) -> None:
         if keep_last < 1:
             raise ValueError("keep_last must be >= 1")
         self.root = Path(root)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from models.options import TEACHER_RETRIES, TEACHER_TIMEOUT_S
 from models.teacher import Annotation
 
 log = logging.getLogger("ecc.teacher")
@@ -74,8 +75,8 @@ class OpenAITeacher:
         model: str,
         intents: Sequence[str],
         api_key: str = "",
-        timeout_s: float = 10.0,
-        retries: int = 3,
+        timeout_s: float = TEACHER_TIMEOUT_S,
+        retries: int = TEACHER_RETRIES,
         backoff_s: float = 0.5,
         concurrency: int = 4,
     ) -> None:

@@ -1,7 +1,11 @@
 """Every setting of the service, in one place.
 
-Each setting is read from an environment variable named ``ECC_<FIELD>`` (upper case), with
-the default declared here. ``ecc settings`` prints them all with their current values.
+Each setting is read from an environment variable named ``ECC_<FIELD>`` (upper case). The
+defaults of the learner's, the model's and the drift monitor's settings are those of their
+own configuration classes (:class:`EdgeOptions`, :class:`TrainOptions`, :class:`LoraOptions`,
+:class:`DriftConfig`), so every default is written once; :meth:`Settings.edge_options` and
+:meth:`Settings.drift_config` build those classes from the settings. ``ecc settings`` prints
+them all with their current values.
 Only this module reads the environment; ``learners/`` and ``models/`` take plain arguments.
 """
 
@@ -12,6 +16,12 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from learners.drift import DriftConfig
+from learners.gate import EvalGate
+from learners.options import EdgeOptions, TrainOptions
+from models.options import KEEP_VERSIONS, TEACHER_RETRIES, TEACHER_TIMEOUT_S, LoraOptions
+from streams.webhook.signing import DEFAULT_TOLERANCE_S
 
 ENV_PREFIX = "ECC_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -58,24 +68,39 @@ class Settings:
 
     # --- End model and learner ------------------------------------------------------------------
     encoder: str = _doc("", "Path of a local transformers encoder. Empty: the packaged MiniLM.")
-    max_length: int = _doc(48, "Tokens per utterance.")
-    lora_r: int = _doc(8, "LoRA rank.")
-    lora_alpha: int = _doc(16, "LoRA alpha.")
-    lora_targets: str = _doc("query,value", "Comma-separated module names that get LoRA.")
-    learning_rate: float = _doc(3e-3, "Learning rate of the LoRA and head parameters.")
-    steps_per_batch: int = _doc(4, "Optimisation steps per training batch.")
-    replay_per_class: int = _doc(32, "Replay buffer: examples kept per intent.")
-    replay_sample: int = _doc(32, "Replay examples mixed into each step.")
-    holdout_every: int = _doc(5, "Every n-th labelled example is held out for the eval gate.")
-    holdout_max: int = _doc(300, "Most held-out examples a candidate is scored on.")
-    gate_tolerance: float = _doc(0.02, "Largest held-out accuracy drop a new version may have.")
-    max_new_intents: int = _doc(
-        5, "A training update that brings more new intents than this is refused (a guard)."
+    max_length: int = _doc(EdgeOptions.max_length, "Tokens per utterance.")
+    lora_r: int = _doc(LoraOptions.r, "LoRA rank.")
+    lora_alpha: int = _doc(LoraOptions.alpha, "LoRA alpha.")
+    lora_targets: str = _doc(
+        ",".join(LoraOptions.targets), "Comma-separated module names that get LoRA."
     )
-    keep_versions: int = _doc(20, "Adapter versions kept per node.")
+    learning_rate: float = _doc(
+        TrainOptions.learning_rate, "Learning rate of the LoRA and head parameters."
+    )
+    steps_per_batch: int = _doc(TrainOptions.steps, "Optimisation steps per training batch.")
+    replay_per_class: int = _doc(
+        EdgeOptions.replay_per_class, "Replay buffer: examples kept per intent."
+    )
+    replay_sample: int = _doc(TrainOptions.replay_sample, "Replay examples mixed into each step.")
+    holdout_every: int = _doc(
+        EdgeOptions.holdout_every, "Every n-th labelled example is held out for the eval gate."
+    )
+    holdout_max: int = _doc(
+        EdgeOptions.holdout_max, "Most held-out examples a candidate is scored on."
+    )
+    gate_tolerance: float = _doc(
+        EvalGate.tolerance, "Largest held-out accuracy drop a new version may have."
+    )
+    max_new_intents: int = _doc(
+        TrainOptions.max_new_intents,
+        "A training update that brings more new intents than this is refused (a guard).",
+    )
+    keep_versions: int = _doc(KEEP_VERSIONS, "Adapter versions kept per node.")
     infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")
-    low_confidence: float = _doc(0.5, "A turn below this confidence counts as low-confidence.")
-    seed: int = _doc(7, "Seed of every random choice (training order, sampling).")
+    low_confidence: float = _doc(
+        DriftConfig.low_confidence, "A turn below this confidence counts as low-confidence."
+    )
+    seed: int = _doc(TrainOptions.seed, "Seed of every random choice (training order, sampling).")
     redact_kinds: str = _doc(
         "all",
         "PII kinds redacted at the edge ingress: `all` or a comma-separated subset of "
@@ -98,7 +123,7 @@ class Settings:
         secret=True,
     )
     webhook_tolerance_s: float = _doc(
-        300.0, "Largest gap between a signature's timestamp and the webhook's clock."
+        DEFAULT_TOLERANCE_S, "Largest gap between a signature's timestamp and the webhook's clock."
     )
     webhook_produce_timeout_s: float = _doc(
         5.0, "How long the webhook waits for the broker's acknowledgement before a 503."
@@ -106,15 +131,17 @@ class Settings:
     webhook_retry_after_s: int = _doc(5, "Retry-After (seconds) of the webhook's 503 answers.")
 
     # --- Drift --------------------------------------------------------------------------------
-    drift_min_turns: int = _doc(30, "Turns an intent needs before its reference is set.")
+    drift_min_turns: int = _doc(
+        DriftConfig.min_turns, "Turns an intent needs before its reference is set."
+    )
     drift_snapshot_s: float = _doc(10.0, "Seconds between drift score snapshots on drift.events.")
     drift_threshold: float = _doc(
-        14.0,
+        DriftConfig.threshold,
         "CUSUM decision level of the rate signals: low-confidence share, share of traffic, "
         "feedback errors (higher: fewer, later alarms).",
     )
     drift_gaussian_threshold: float = _doc(
-        20.0,
+        DriftConfig.gaussian_threshold,
         "CUSUM decision level of the mean-confidence and embedding-distance signals "
         "(higher: fewer, later alarms).",
     )
@@ -133,8 +160,10 @@ class Settings:
     teacher_intents: str = _doc(
         "", "Known intents for the `openai` backend, comma-separated (default: the corpus labels)."
     )
-    teacher_timeout_s: float = _doc(10.0, "Timeout of one `openai` backend request.")
-    teacher_retries: int = _doc(3, "Retries (exponential backoff) of a failed `openai` request.")
+    teacher_timeout_s: float = _doc(TEACHER_TIMEOUT_S, "Timeout of one `openai` backend request.")
+    teacher_retries: int = _doc(
+        TEACHER_RETRIES, "Retries (exponential backoff) of a failed `openai` request."
+    )
     teacher_budget_per_minute: int = _doc(60, "Teacher requests per node per minute.")
     teacher_min_confidence: float = _doc(0.6, "Annotations below this are not trained on.")
 
@@ -170,6 +199,42 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def ready_marker(self) -> Path:
+        """The file a stream worker writes once its partitions are assigned (the demo, the
+        soak and the tests wait on it)."""
+        return self.state_dir / "worker.ready"
+
+    def edge_options(self) -> EdgeOptions:
+        """The edge learner's configuration from these settings."""
+        return EdgeOptions(
+            encoder_path=self.encoder or None,
+            lora=LoraOptions(
+                r=self.lora_r, alpha=self.lora_alpha, targets=tuple(self.lora_targets.split(","))
+            ),
+            max_length=self.max_length,
+            train=TrainOptions(
+                learning_rate=self.learning_rate,
+                steps=self.steps_per_batch,
+                replay_sample=self.replay_sample,
+                seed=self.seed,
+                max_new_intents=self.max_new_intents,
+            ),
+            replay_per_class=self.replay_per_class,
+            holdout_every=self.holdout_every,
+            holdout_max=self.holdout_max,
+            gate=EvalGate(tolerance=self.gate_tolerance),
+        )
+
+    def drift_config(self) -> DriftConfig:
+        """The drift monitor's configuration from these settings."""
+        return DriftConfig(
+            min_turns=self.drift_min_turns,
+            low_confidence=self.low_confidence,
+            threshold=self.drift_threshold,
+            gaussian_threshold=self.drift_gaussian_threshold,
+        )
 
     @staticmethod
     def is_secret(env_name: str) -> bool:

@@ -28,11 +28,16 @@ After an alarm the CUSUMs restart at the warning level, so a shift that goes on 
 intent drifting without new alarms, and "calm" means the signals are back to the reference.
 Back in stable, the reference is learnt anew (the model serving it has changed).
 
+This module wires the parts, each in its own module so it can be read and tested alone:
+:mod:`.config` (settings, states, what is reported), :mod:`.state` (the stored state, as
+plain data), :mod:`.machine` (the state machine, pure), :mod:`.scorer` (the numpy scoring
+of a batch) and :mod:`.cusum` and :mod:`.stats` (the tests and reference statistics).
+
 Turns come in batches (an edge node's micro-batch, or several pooled): the intents that stay
 in control through the batch are scored all together, each numpy pass covering every one
 of them; an intent whose turns may change its state is scored with numpy up to the first
 such turn, and stepped one turn at a time from there. The whole state is plain data
-(:meth:`DriftMonitor.export_node`), so a stream worker checkpoints it and a restarted one
+(:meth:`DriftMonitor.export`), so a stream worker checkpoints it and a restarted one
 resumes.
 
 >>> import numpy as np
@@ -54,218 +59,40 @@ resumes.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
-from typing import Any, cast
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from learners.drift.cusum import (
-    bernoulli_log_ratios,
-    binomial_step,
-    cusum_path,
-    gaussian_steps,
-    segmented_cusum_paths,
+from learners.drift import machine
+from learners.drift.config import (
+    SIGNALS,
+    DriftConfig,
+    DriftState,
+    DriftStatus,
+    DriftTransition,
+    Vector,
+    decision_levels,
 )
-from learners.drift.stats import Moments, Rate
+from learners.drift.cusum import bernoulli_log_ratios, binomial_step
+from learners.drift.scorer import Calm, InControl, score_in_control, score_turns
+from learners.drift.state import IntentRecord, NodeRecord
+from learners.drift.stats import Moments
 
-SIGNALS = ("low_confidence", "confidence", "distance", "share", "error")
-TURN_SIGNALS = ("low_confidence", "distance", "confidence")  # scored per turn
-Vector = np.ndarray[Any, Any]
-
-
-class DriftState(StrEnum):
-    STABLE = "stable"
-    WARNING = "warning"
-    DRIFTING = "drifting"
-    RECOVERING = "recovering"
+__all__ = ["DriftMonitor"]
 
 
-@dataclass(frozen=True)
-class DriftConfig:
-    min_turns: int = 30
-    """Turns an intent needs before its reference is set (and it can alarm)."""
-    low_confidence: float = 0.5
-    """A turn below this confidence counts as low-confidence."""
-    threshold: float = 14.0
-    """CUSUM decision level of the rate signals (log-likelihood ratio; higher: fewer false
-    alarms, later alarms)."""
-    gaussian_threshold: float = 20.0
-    """CUSUM decision level of the confidence and distance signals (in standard deviations).
-    With ``*_shift`` at 1 sd: a 1-sd shift alarms after about 40 of the intent's turns, a
-    2-sd one after about 13 (measured by ``ecc bench drift``: 14 raised stationary false
-    alarms to 15 per 120k turns on generated traffic; 20 keeps them at 1)."""
-    warn_fraction: float = 0.5
-    """Score from which an intent is in warning."""
-    rate_shift: float = 0.3
-    """Smallest rise of a rate (low-confidence, error) worth an alarm."""
-    distance_shift: float = 1.0
-    """Smallest rise of the mean distance worth an alarm, in reference standard deviations
-    (2 missed most typo and abbreviation shifts of one intent)."""
-    confidence_shift: float = 1.0
-    """Smallest fall of the mean confidence worth an alarm, in reference standard deviations."""
-    share_ratio: float = 1.5
-    """An intent's share of its node's traffic this many times its reference is a shift..."""
-    share_shift: float = 0.05
-    """...and so is a rise by this much (whichever is larger)."""
-    share_min_turns: int = 1000
-    """Node turns an intent's share reference is learnt over before it can alarm."""
-    prior_weight: float = 20.0
-    """Pseudo-count pulling an intent's reference rates toward its node's pooled rates."""
-    min_rate: float = 0.03
-    """Floor of reference rates (a rate of exactly 0 would make any error an alarm)."""
-    min_share: float = 0.002
-    """Floor of reference shares."""
-    min_sd: float = 0.02
-    """Floor of the reference spread of distances and confidences."""
-    z_clip: float = 4.0
-    """Standardised values are clipped to +-this before their CUSUM (robust to outliers)."""
-    recover_turns: int = 20
-    """Calm turns needed for drifting -> recovering after a new adapter, and again for
-    recovering -> stable."""
-    recover_unaided_turns: int = 200
-    """Calm turns needed for drifting -> recovering with no new adapter (the shift ended)."""
-    adapt: float = 0.003
-    """Weight of an in-control turn in the slowly moving reference (centroid, moments)."""
-    settle_turns: int = 300
-    """An intent's first turns, over which its reference is still being settled: they move
-    it exactly (not by ``adapt``) and while the score is anywhere below warning."""
-    reference_memory: float = 2000.0
-    """Trials a reference rate remembers (older ones fade by halves)."""
-
-
-@dataclass(frozen=True)
-class DriftTransition:
-    node_id: str
-    intent: str
-    old: DriftState
-    new: DriftState
-    score: float
-    signals: dict[str, float]
-    reason: str
-    turns: int
-    at: float
-
-
-@dataclass(frozen=True)
-class DriftStatus:
-    node_id: str
-    intent: str
-    state: DriftState
-    score: float
-    signals: dict[str, float]
-    turns: int
-    since: float
-
-
-def _pack(v: Vector | None) -> str | None:
-    return None if v is None else base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
-
-
-def _unpack(s: str | None) -> Vector | None:
-    return None if s is None else np.frombuffer(base64.b64decode(s), "<f4").astype(np.float64)
-
-
-@dataclass
-class _Intent:
-    """State of one ``(node, intent)``: plain numbers and two vectors."""
-
-    state: DriftState = DriftState.STABLE
-    since: float = 0.0
-    turns: int = 0
-    calm: int = 0
-    alarms: int = 0
-    adapter: int | None = None
-    adapter_since_alarm: bool = False
-    version: int | None = None
-    ref_sum: Vector | None = None  # embeddings summed while the centroid is learnt
-    ref_n: int = 0
-    centroid: Vector | None = None
-    distance: Moments = field(default_factory=Moments)
-    confidence: Moments = field(default_factory=Moments)
-    low_conf: Rate = field(default_factory=Rate)
-    error: Rate = field(default_factory=Rate)
-    share: Rate = field(default_factory=Rate)
-    share_from: int = 0  # node turn count when the intent was first seen
-    cusum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0.0))
-    recent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = self.state.value
-        data["ref_sum"] = _pack(self.ref_sum)
-        data["centroid"] = _pack(self.centroid)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Intent:
-        return cls(
-            **{
-                **data,
-                "state": DriftState(data["state"]),
-                "ref_sum": _unpack(data["ref_sum"]),
-                "centroid": _unpack(data["centroid"]),
-                "distance": Moments(**data["distance"]),
-                "confidence": Moments(**data["confidence"]),
-                "low_conf": Rate(**data["low_conf"]),
-                "error": Rate(**data["error"]),
-                "share": Rate(**data["share"]),
-            }
-        )
-
-
-@dataclass
-class _Calm:
-    """Sufficient statistics of one intent's in-control turns of a batch."""
-
-    n: int
-    low: float  # low-confidence turns among them
-    conf: tuple[float, float]  # mean and population variance of their confidences
-    dist: tuple[float, float]  # ... and of their distances to the centroid
-    emb_mean: Vector
-
-
-@dataclass
-class _InControl:
-    """What a batch does to an intent whose turns all stay in control."""
-
-    turns: int
-    cusum: dict[str, float]  # the turn-level signals' CUSUMs after the batch
-    recent: tuple[float, float, float]  # means of low-confidence, confidence z, distance z
-    calm: _Calm | None  # the turns that move the reference (None: none of them)
-
-
-@dataclass
-class _Node:
-    """Pooled in-control rates of a node (the prior of its intents' references)."""
-
-    turns: int = 0
-    low_conf: Rate = field(default_factory=lambda: Rate(2.0, 20.0))
-    error: Rate = field(default_factory=lambda: Rate(2.0, 20.0))
-    offsets: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Node:
-        return cls(
-            turns=data["turns"],
-            low_conf=Rate(**data["low_conf"]),
-            error=Rate(**data["error"]),
-            offsets=dict(data["offsets"]),
-        )
+DEFAULT_CONFIG = DriftConfig()
 
 
 class DriftMonitor:
     """Drift state of every ``(node, intent)`` seen; feed it turns, feedback and adapters."""
 
-    def __init__(self, config: DriftConfig = DriftConfig()) -> None:
+    def __init__(self, config: DriftConfig = DEFAULT_CONFIG) -> None:
         self.config = config
-        self._intents: dict[str, dict[str, _Intent]] = {}
-        self._nodes: dict[str, _Node] = {}
+        self._levels = decision_levels(config)
+        self._intents: dict[str, dict[str, IntentRecord]] = {}
+        self._nodes: dict[str, NodeRecord] = {}
         self._dirty: set[tuple[str, str | None]] = set()
 
     # --- inputs ---------------------------------------------------------------------------
@@ -367,27 +194,35 @@ class DriftMonitor:
         it = self._intents.get(node_id, {}).get(intent)
         return it.state if it else DriftState.STABLE
 
-    # --- persistence ----------------------------------------------------------------------
+    # --- persistence (learners.state.NodeState) ------------------------------------------
     def nodes(self) -> list[str]:
+        """The nodes seen (or restored) and not forgotten."""
         return list(self._nodes)
 
-    def export_node(self, node_id: str) -> dict[str, Any]:
-        """Plain-data state of one node (JSON-serialisable)."""
-        return self._node(node_id).to_dict()
+    def export(self, node_id: str) -> dict[str, Any]:
+        """``node_id``'s whole state as JSON-able data: ``{"node": ..., "intents": {intent:
+        ...}}`` (KeyError if it has none)."""
+        return self.export_part(node_id, self.intents(node_id))
+
+    def export_part(self, node_id: str, intents: Iterable[str]) -> dict[str, Any]:
+        """:meth:`export` with only some of the node's intents (none: the node's own record).
+        The drift agent stores a node's intents in shards and writes only those that changed;
+        :meth:`restore` takes the parts' intents gathered into one dict."""
+        known = self._intents[node_id]
+        return {
+            "node": self._nodes[node_id].to_dict(),
+            "intents": {intent: known[intent].to_dict() for intent in intents},
+        }
 
     def intents(self, node_id: str) -> list[str]:
         """The intents of ``node_id`` seen so far."""
         return list(self._intents.get(node_id, {}))
 
-    def export_intent(self, node_id: str, intent: str) -> dict[str, Any]:
-        return self._intent(node_id, intent).to_dict()
-
-    def restore(
-        self, node_id: str, node: dict[str, Any], intents: dict[str, dict[str, Any]]
-    ) -> None:
-        """Load a node's state exported by :meth:`export_node` and :meth:`export_intent`."""
-        self._nodes[node_id] = _Node.from_dict(node)
-        self._intents[node_id] = {k: _Intent.from_dict(v) for k, v in intents.items()}
+    def restore(self, node_id: str, data: dict[str, Any]) -> None:
+        """Replace ``node_id``'s state with what :meth:`export` gave (or its node record and
+        every intent, gathered from several :meth:`export_part` calls)."""
+        self._nodes[node_id] = NodeRecord.from_dict(data["node"])
+        self._intents[node_id] = {k: IntentRecord.from_dict(v) for k, v in data["intents"].items()}
 
     def forget(self, node_id: str) -> None:
         """Drop a node's in-memory state (its partitions moved to another worker)."""
@@ -410,18 +245,18 @@ class DriftMonitor:
         self._dirty.add((node_id, None))
 
     # --- internals ------------------------------------------------------------------------
-    def _node(self, node_id: str) -> _Node:
+    def _node(self, node_id: str) -> NodeRecord:
         node = self._nodes.get(node_id)
         if node is None:
-            node = self._nodes[node_id] = _Node()
+            node = self._nodes[node_id] = NodeRecord()
             self._intents.setdefault(node_id, {})
         return node
 
-    def _intent(self, node_id: str, intent: str) -> _Intent:
+    def _intent(self, node_id: str, intent: str) -> IntentRecord:
         intents = self._intents.setdefault(node_id, {})
         it = intents.get(intent)
         if it is None:
-            it = intents[intent] = _Intent(share_from=self._node(node_id).turns)
+            it = intents[intent] = IntentRecord(share_from=self._node(node_id).turns)
         self._dirty.add((node_id, intent))
         return it
 
@@ -429,8 +264,8 @@ class DriftMonitor:
         self,
         node_id: str,
         intent: str,
-        it: _Intent,
-        node: _Node,
+        it: IntentRecord,
+        node: NodeRecord,
         conf: Vector,
         emb: Vector,
         now: float,
@@ -462,25 +297,9 @@ class DriftMonitor:
         if m == 0:
             return []
         # 2. Every signal's CUSUM path over the rest of the batch.
-        up, down = bernoulli_log_ratios(
-            it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
-        )
-        steps = {"low_confidence": np.where(low, up, down)}
-        assert it.centroid is not None
-        distances = 1.0 - emb @ it.centroid
-        # Clipped, so one outlier turn cannot raise an alarm on its own (a robust CUSUM).
-        z_dist = np.clip(
-            (distances - it.distance.mean) / it.distance.sd(c.min_sd), -c.z_clip, c.z_clip
-        )
-        z_conf = np.clip(
-            (it.confidence.mean - conf) / it.confidence.sd(c.min_sd), -c.z_clip, c.z_clip
-        )
-        steps["distance"] = gaussian_steps(z_dist, c.distance_shift)
-        steps["confidence"] = gaussian_steps(z_conf, c.confidence_shift)
-        levels = self._levels()
-        paths = {k: cusum_path(it.cusum[k], s) for k, s in steps.items()}
-        others = max(it.cusum["share"] / c.threshold, it.cusum["error"] / c.threshold)
-        score = np.maximum.reduce([paths[k] / levels[k] for k in paths] + [np.full(m, others)])
+        scored = score_turns(it, low, conf, emb, prior, c)
+        steps, paths, score = scored.steps, scored.paths, scored.score
+        distances, z_dist, z_conf = scored.distances, scored.z_dist, scored.z_conf
         # 3. The in-control prefix in one go; turns from the first that may change the
         #    state (or all, outside stable) one by one.
         if it.state == DriftState.STABLE:
@@ -514,115 +333,20 @@ class DriftMonitor:
                 )
         return out
 
-    def _bulk_ready(self, it: _Intent, version: int, dim: int) -> bool:
-        """Stable, with a settled reference in this embedding space: may take the fast path."""
-        return (
-            it.state == DriftState.STABLE
-            and it.centroid is not None
-            and it.version == version
-            and len(it.centroid) == dim
-            and it.turns >= self.config.min_turns
-        )
-
     def _score_in_control(
         self,
-        members: dict[str, _Intent],
+        members: dict[str, IntentRecord],
         groups: dict[str, list[int]],
         conf: Vector,
         emb: Vector,
         version: int,
         prior: float,
-    ) -> dict[str, _InControl]:
-        """The batch's effect on every intent whose turns all stay in control, computed for
-        all of them together.
+    ) -> dict[str, InControl]:
+        """The fast path (:func:`.scorer.score_in_control`), a method so that a test can
+        turn it off and compare with the general path."""
+        return score_in_control(members, groups, conf, emb, version, prior, self.config)
 
-        This is the common case (most intents are stable most of the time), and its cost
-        was per intent: a few dozen small numpy calls each. Here every intent's rows are a
-        segment of one array and each step is one numpy pass over the whole batch. An
-        intent that is not :meth:`_bulk_ready`, or that reaches warning inside the batch,
-        is left out (untouched) for :meth:`_observe_group`.
-        """
-        c = self.config
-        names = [n for n in groups if self._bulk_ready(members[n], version, emb.shape[1])]
-        if not names:
-            return {}
-        its = [members[n] for n in names]
-        sizes = np.array([len(groups[n]) for n in names])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        seg = np.repeat(np.arange(len(names)), sizes)
-        rows = np.concatenate([groups[n] for n in names])
-        cf, e = conf[rows], emb[rows]
-        low = cf < c.low_confidence
-        centroids = np.stack([cast(Vector, it.centroid) for it in its])  # all set: ready
-        distances = 1.0 - np.einsum("ij,ij->i", e, centroids[seg])
-        d_mean = np.array([it.distance.mean for it in its])
-        d_sd = np.array([it.distance.sd(c.min_sd) for it in its])
-        c_mean = np.array([it.confidence.mean for it in its])
-        c_sd = np.array([it.confidence.sd(c.min_sd) for it in its])
-        z_dist = np.clip((distances - d_mean[seg]) / d_sd[seg], -c.z_clip, c.z_clip)
-        z_conf = np.clip((c_mean[seg] - cf) / c_sd[seg], -c.z_clip, c.z_clip)
-        ratios = np.array(
-            [
-                bernoulli_log_ratios(
-                    it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
-                )
-                for it in its
-            ]
-        )
-        steps = np.column_stack(
-            [
-                np.where(low, ratios[seg, 0], ratios[seg, 1]),
-                gaussian_steps(z_dist, c.distance_shift),
-                gaussian_steps(z_conf, c.confidence_shift),
-            ]
-        )
-        start = np.array([[it.cusum[k] for k in TURN_SIGNALS] for it in its])
-        paths = segmented_cusum_paths(start, steps, starts)
-        levels = self._levels()
-        others = np.array([max(it.cusum["share"], it.cusum["error"]) / c.threshold for it in its])
-        score = np.maximum(
-            (paths / np.array([levels[k] for k in TURN_SIGNALS])).max(axis=1), others[seg]
-        )
-        hot = np.add.reduceat((score >= c.warn_fraction).astype(np.intp), starts) > 0
-        # The control level of the turns' reference update is the one after the batch.
-        after = np.array([it.turns for it in its]) + sizes
-        control = np.where(after < c.settle_turns, c.warn_fraction, c.warn_fraction / 2)
-        w = (score < control[seg]).astype(np.float64)
-
-        def sums(x: Vector) -> Vector:
-            return np.add.reduceat(x, starts, axis=0)
-
-        means = np.column_stack([sums(low.astype(np.float64)), sums(z_conf), sums(z_dist)])
-        means /= sizes[:, None]
-        n_calm, low_calm = sums(w), sums(low * w)
-        c_sum, c_sq = sums(cf * w), sums(cf * cf * w)
-        d_sum, d_sq = sums(distances * w), sums(distances * distances * w)
-        e_sum = sums(e * w[:, None])
-        ends = paths[starts + sizes - 1]
-        out: dict[str, _InControl] = {}
-        for g, name in enumerate(names):
-            if hot[g]:
-                continue
-            n = int(n_calm[g])
-            calm = None
-            if n:
-                cm, dm = c_sum[g] / n, d_sum[g] / n
-                calm = _Calm(
-                    n=n,
-                    low=float(low_calm[g]),
-                    conf=(float(cm), max(0.0, float(c_sq[g] / n - cm * cm))),
-                    dist=(float(dm), max(0.0, float(d_sq[g] / n - dm * dm))),
-                    emb_mean=e_sum[g] / n,
-                )
-            out[name] = _InControl(
-                turns=int(sizes[g]),
-                cusum=dict(zip(TURN_SIGNALS, ends[g].tolist(), strict=True)),
-                recent=(float(means[g, 0]), float(means[g, 1]), float(means[g, 2])),
-                calm=calm,
-            )
-        return out
-
-    def _apply_in_control(self, it: _Intent, node: _Node, update: _InControl) -> None:
+    def _apply_in_control(self, it: IntentRecord, node: NodeRecord, update: InControl) -> None:
         it.cusum.update(update.cusum)
         self._follow_recent(it, update.turns, *update.recent)
         it.turns += update.turns
@@ -630,7 +354,7 @@ class DriftMonitor:
             self._adapt_reference_stats(it, node, update.calm)
 
     def _observe_shares(
-        self, node_id: str, node: _Node, groups: dict[str, list[int]], n: int, now: float
+        self, node_id: str, node: NodeRecord, groups: dict[str, list[int]], n: int, now: float
     ) -> list[DriftTransition]:
         """The share of the batch predicted as each intent, against its reference share."""
         c = self.config
@@ -657,7 +381,7 @@ class DriftMonitor:
                 out += self._step(node_id, intent, it, now, turn=False)
         return out
 
-    def _learn_reference(self, it: _Intent, conf: Vector, emb: Vector) -> None:
+    def _learn_reference(self, it: IntentRecord, conf: Vector, emb: Vector) -> None:
         """Absorb turns into the centroid being learnt; each turn's distance is measured
         against the centroid of the turns before it (an unbiased, leave-one-out-like
         estimate of the spread without keeping the embeddings)."""
@@ -680,14 +404,20 @@ class DriftMonitor:
             it.ref_sum = None
 
     def _adapt_reference(
-        self, it: _Intent, node: _Node, low: Vector, conf: Vector, emb: Vector, dist: Vector
+        self,
+        it: IntentRecord,
+        node: NodeRecord,
+        low: Vector,
+        conf: Vector,
+        emb: Vector,
+        dist: Vector,
     ) -> None:
         """In-control turns move the reference slowly (it follows benign change)."""
         if len(low):
             self._adapt_reference_stats(
                 it,
                 node,
-                _Calm(
+                Calm(
                     n=len(low),
                     low=float(low.sum()),
                     conf=(float(conf.mean()), float(conf.var())),
@@ -696,7 +426,7 @@ class DriftMonitor:
                 ),
             )
 
-    def _adapt_reference_stats(self, it: _Intent, node: _Node, calm: _Calm) -> None:
+    def _adapt_reference_stats(self, it: IntentRecord, node: NodeRecord, calm: Calm) -> None:
         a = self.config.adapt
         it.low_conf.add(calm.low, calm.n, cap=self.config.reference_memory)
         node.low_conf.add(calm.low, calm.n, cap=self.config.reference_memory)
@@ -713,7 +443,7 @@ class DriftMonitor:
         it.centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
 
     @staticmethod
-    def _follow_recent(it: _Intent, m: int, low: float, z_conf: float, z_dist: float) -> None:
+    def _follow_recent(it: IntentRecord, m: int, low: float, z_conf: float, z_dist: float) -> None:
         """Exponential averages of the raw signals over ``m`` turns (their means given), for
         reasons and dashboards."""
         w = 1.0 - 0.9**m
@@ -721,30 +451,20 @@ class DriftMonitor:
         it.recent["confidence"] += w * (float(-z_conf) - it.recent["confidence"])
         it.recent["distance"] += w * (float(z_dist) - it.recent["distance"])
 
-    def _in_control(self, it: _Intent) -> bool:
+    def _in_control(self, it: IntentRecord) -> bool:
         """Stable and below warning (well below, once the reference is settled): the turn
         may move the reference."""
         return it.state == DriftState.STABLE and self._score(it) < self._control_level(it)
 
-    def _control_level(self, it: _Intent) -> float:
+    def _control_level(self, it: IntentRecord) -> float:
         c = self.config
         return c.warn_fraction if it.turns < c.settle_turns else c.warn_fraction / 2
 
-    def _levels(self) -> dict[str, float]:
-        c = self.config
-        return {
-            "low_confidence": c.threshold,
-            "confidence": c.gaussian_threshold,
-            "distance": c.gaussian_threshold,
-            "share": c.threshold,
-            "error": c.threshold,
-        }
+    def _score(self, it: IntentRecord) -> float:
+        return min(1.0, max(it.cusum[k] / v for k, v in self._levels.items()))
 
-    def _score(self, it: _Intent) -> float:
-        return min(1.0, max(it.cusum[k] / v for k, v in self._levels().items()))
-
-    def _signals(self, it: _Intent) -> dict[str, float]:
-        out = {k: round(min(1.0, it.cusum[k] / v), 4) for k, v in self._levels().items()}
+    def _signals(self, it: IntentRecord) -> dict[str, float]:
+        out = {k: round(min(1.0, it.cusum[k] / v), 4) for k, v in self._levels.items()}
         out.update(
             low_confidence_rate=round(it.recent["low_confidence"], 4),
             confidence_z=round(it.recent["confidence"], 4),
@@ -755,10 +475,10 @@ class DriftMonitor:
         return out
 
     @staticmethod
-    def _reset_cusums(it: _Intent) -> None:
+    def _reset_cusums(it: IntentRecord) -> None:
         it.cusum = dict.fromkeys(SIGNALS, 0.0)
 
-    def _relearn_reference(self, it: _Intent) -> None:
+    def _relearn_reference(self, it: IntentRecord) -> None:
         it.centroid = None
         it.ref_sum = None
         it.ref_n = 0
@@ -769,19 +489,20 @@ class DriftMonitor:
             it.recent[k] = 0.0
 
     def _step(
-        self, node_id: str, intent: str, it: _Intent, now: float, turn: bool = True
+        self, node_id: str, intent: str, it: IntentRecord, now: float, turn: bool = True
     ) -> list[DriftTransition]:
         score = self._score(it)
         old = it.state
-        new = self._next_state(it, score, turn)
+        it.calm = machine.count_calm(old, score, it.calm, turn, self.config)
+        new = machine.next_state(old, score, it.calm, it.adapter_since_alarm, self.config)
         # Named at the moment of the transition (before the CUSUMs restart below).
         signals = self._signals(it) if new != old else {}
-        reason = self._reason(it, old, new) if new != old else ""
+        reason = self._reason(it, old, new, signals) if new != old else ""
         if score >= 1.0:
             # From the alarm on, the CUSUMs measure whether the shift goes on: they restart
             # at the warning level, so a shift that persists keeps the intent drifting (one
             # alarm) and one that ends lets them fall back below it within a few turns.
-            levels = self._levels()
+            levels = self._levels
             for k, level in levels.items():
                 it.cusum[k] = min(it.cusum[k], self.config.warn_fraction * level)
             it.calm = 0
@@ -800,47 +521,16 @@ class DriftMonitor:
             self._reset_cusums(it)
         return [DriftTransition(node_id, intent, old, new, score, signals, reason, it.turns, now)]
 
-    def _next_state(self, it: _Intent, score: float, turn: bool) -> DriftState:
-        c = self.config
-        old = it.state
-        if score >= 1.0:
-            return DriftState.DRIFTING
-        if old == DriftState.STABLE:
-            return DriftState.WARNING if score >= c.warn_fraction else old
-        if old == DriftState.WARNING:
-            return DriftState.STABLE if score < c.warn_fraction / 2 else old
-        if score >= c.warn_fraction:
-            it.calm = 0
-        elif turn:
-            it.calm += 1
-        needed = c.recover_turns
-        if old == DriftState.DRIFTING and not it.adapter_since_alarm:
-            needed = c.recover_unaided_turns
-        if it.calm < needed:
-            return old
-        return DriftState.RECOVERING if old == DriftState.DRIFTING else DriftState.STABLE
-
-    def _reason(self, it: _Intent, old: DriftState, new: DriftState) -> str:
-        if new in (DriftState.DRIFTING, DriftState.WARNING):
-            r = it.recent
-            parts = {
-                "low_confidence": f"low-confidence share {r['low_confidence']:.2f}",
-                "confidence": f"mean confidence {r['confidence']:+.1f} sd",
-                "distance": f"embedding distance {r['distance']:+.1f} sd",
-                "share": f"share of traffic {r['share']:.2f}",
-                "error": f"feedback error rate {r['error']:.2f}",
-            }
-            sig = self._signals(it)
-            ranked = sorted(parts, key=lambda k: -sig[k])
-            lead = [parts[k] for k in ranked if sig[k] >= self.config.warn_fraction] or [
-                parts[ranked[0]]
-            ]
-            prefix = "relapse after adapter: " if old == DriftState.RECOVERING else ""
-            return prefix + "; ".join(lead)
-        if new == DriftState.RECOVERING:
-            if it.adapter_since_alarm:
-                return f"signals back to reference for {it.calm} turns with adapter v{it.adapter}"
-            return f"signals back to reference for {it.calm} turns with no new adapter"
-        if old == DriftState.WARNING:
-            return "signals back below the warning level"
-        return "signals back to reference; reference relearnt"
+    def _reason(
+        self, it: IntentRecord, old: DriftState, new: DriftState, signals: dict[str, float]
+    ) -> str:
+        return machine.reason(
+            old,
+            new,
+            it.recent,
+            signals,
+            it.calm,
+            it.adapter,
+            it.adapter_since_alarm,
+            self.config.warn_fraction,
+        )

@@ -34,7 +34,7 @@ from faust.types import EventT
 from learners.drift import SIGNALS, DriftConfig, DriftMonitor, DriftState, DriftTransition
 from learners.join import TurnCache
 from streams import metrics, topics
-from streams.app import Context
+from streams.context import Context
 from streams.schemas import AdapterEvent, DriftEvent, Feedback, TurnBatch
 
 log = logging.getLogger("ecc.drift")
@@ -79,7 +79,7 @@ class DriftStore:
         intents: dict[str, Any] = {}
         for k in range(STATE_SHARDS):
             intents.update(data.get(_shard_key(node_id, k)) or {})
-        self.monitor.restore(node_id, node, intents)
+        self.monitor.restore(node_id, {"node": node, "intents": intents})
 
     async def save(self, force: bool = False) -> None:
         """Write dirty state if the checkpoint interval passed (or ``force``), and flush."""
@@ -92,14 +92,14 @@ class DriftStore:
             if node_id not in self.partition:
                 continue
             if intent is None:
-                records[node_id] = (node_id, self.monitor.export_node(node_id))
+                records[node_id] = (node_id, self.monitor.export_part(node_id, ())["node"])
             else:
                 shards.setdefault(node_id, set()).add(_shard(intent))
         for node_id, dirty in shards.items():
-            for intent in self.monitor.intents(node_id):
-                if (shard := _shard(intent)) in dirty:
-                    value = self.monitor.export_intent(node_id, intent)
-                    records.setdefault(_shard_key(node_id, shard), (node_id, {}))[1][intent] = value
+            names = [i for i in self.monitor.intents(node_id) if _shard(i) in dirty]
+            for intent, value in self.monitor.export_part(node_id, names)["intents"].items():
+                key = _shard_key(node_id, _shard(intent))
+                records.setdefault(key, (node_id, {}))[1][intent] = value
         for key, (node_id, value) in records.items():
             self.table.data[key] = value
             self.table.send_changelog(self.partition[node_id], key, value)

@@ -18,7 +18,7 @@ import numpy as np
 
 from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
 from streams import metrics, topics
-from streams.app import Context
+from streams.context import Context
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,

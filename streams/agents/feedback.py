@@ -37,7 +37,7 @@ from learners.batching import TrainingBatch as Batch
 from learners.feedback_ledger import FeedbackLedger, Origin, SeenIds, WaitingFeedback
 from learners.join import TurnCache
 from streams import metrics, topics
-from streams.app import Context
+from streams.context import Context
 from streams.schemas import Example, Feedback, TeacherAnnotation, TrainingBatch, TurnBatch
 
 log = logging.getLogger("ecc.feedback")

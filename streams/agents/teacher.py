@@ -23,7 +23,7 @@ from models.teacher import EmbeddedTeacher, Teacher
 from models.teacher_openai import OpenAITeacher
 from scenarios.datasets import read_csv
 from streams import metrics, topics
-from streams.app import Context
+from streams.context import Context
 from streams.schemas import (
     ChatTurn,
     DriftEvent,

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from harness.broker import EmbeddedBroker
 from learners.edge_node import EdgeNode
 from models.registry import AdapterRegistry
 from scenarios.generator import BASE_INTENTS, sample
-from streams.app import edge_options
-from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics
 from streams.schemas import ServedTurn, TurnBatch
 from streams.settings import Settings
@@ -57,5 +56,5 @@ def bootstrap_node(settings: Settings, node_id: str, seed: int, per_intent: int 
         settings.state_dir,
         [e.text for e in seeds],
         [e.label for e in seeds],
-        edge_options(settings),
+        settings.edge_options(),
     )

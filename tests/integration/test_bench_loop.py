@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from streams.bench.loop import ARMS
-from streams.bench.peers import recovery_turns
+from harness.bench.loop import ARMS
+from harness.bench.peers import recovery_turns
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-from streams.broker import EmbeddedBroker
+from harness.broker import EmbeddedBroker
+from harness.processes import pid_alive
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import pid_alive
 from streams.settings import Settings
 from streams.topics import TABLES, TopicNames, changelog
 
@@ -50,7 +50,7 @@ def test_broker_dies_with_a_killed_parent() -> None:
     """kill -9 of the process that started the broker leaves no broker behind."""
     code = (
         "import time, sys\n"
-        "from streams.broker import EmbeddedBroker\n"
+        "from harness.broker import EmbeddedBroker\n"
         "b = EmbeddedBroker().start()\n"
         "print(b.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from harness.processes import stop
+from harness.workers import start_worker
 from scenarios.datasets import write_csv
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
 from streams.kafka import consumer, producer
-from streams.processes import stop
 from streams.schemas import ChatInbound, ChatTurn, DeadLetter, TurnBatch, decode
 from streams.settings import Settings
-from streams.workers import start_worker
 from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration

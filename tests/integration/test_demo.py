@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from harness.processes import free_port, spawn, stop, wait_for_port
 from streams import topics
 from streams.kafka import producer
-from streams.processes import free_port, spawn, stop, wait_for_port
 from streams.schemas import Feedback
 from streams.settings import Settings
 

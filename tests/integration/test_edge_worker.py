@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from harness.processes import stop
+from harness.workers import start_worker
 from models.registry import AdapterRegistry
 from scenarios.generator import sample
 from streams import topics
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import stop
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
@@ -29,7 +30,6 @@ from streams.schemas import (
     decode,
 )
 from streams.settings import Settings
-from streams.workers import start_worker
 from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration
@@ -81,15 +81,22 @@ async def _ask(s: Settings, texts: list[str], tag: str, timeout: float = 90) -> 
 async def _published(
     s: Settings,
     statuses: tuple[str, ...] = ("published", "rejected", "skipped"),
+    batch_id: str | None = None,
     timeout: float = 180,
 ) -> AdapterEvent:
+    """The first adapter event of the node with one of ``statuses`` (and, given a
+    ``batch_id``, the decision on that batch: not an earlier event of the same kind)."""
     async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for msgs in (await c.getmany(timeout_ms=300)).values():
                 for m in msgs:
                     event = AdapterEvent.model_validate_json(m.value)
-                    if event.node_id == NODE and event.status in statuses:
+                    if (
+                        event.node_id == NODE
+                        and event.status in statuses
+                        and (batch_id is None or batch_id in event.batch_ids)
+                    ):
                         return event
     raise TimeoutError(f"no adapter event {statuses}")
 
@@ -126,7 +133,7 @@ def test_edge_worker_learns_a_new_intent_and_serves_it(
             )
 
     asyncio.run(send_batch())
-    event = asyncio.run(_published(s))
+    event = asyncio.run(_published(s, batch_id=batch.batch_id))
     assert event.status == "published", event.reason
     assert event.labels_added == [NEW_INTENT] and event.version == 2
     assert event.batch_ids == ["b-new-intent"]

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.processes import stop
+from harness.workers import start_worker
 from streams import topics
 from streams.kafka import ensure_topics, producer, read_all
-from streams.processes import stop
 from streams.schemas import DeadLetter, Feedback, TrainingBatch, TurnBatch
 from streams.settings import Settings
-from streams.workers import start_worker
 from tests.integration.conftest import served_batch
 
 pytestmark = pytest.mark.integration

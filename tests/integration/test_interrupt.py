@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.processes import pid_alive
+from harness.processes import pid_alive
 
 pytestmark = pytest.mark.integration
 

@@ -16,18 +16,19 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from harness.processes import stop
+from harness.workers import start_worker
 from scenarios.datasets import write_csv
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
 from streams.kafka import client_options, ensure_topics, producer, read_all
-from streams.processes import stop
-from streams.schemas import ChatInbound, Feedback, TeacherRequest
+from streams.schemas import ChatInbound, Feedback, TeacherRequest, TurnBatch, decode
 from streams.settings import Settings
-from streams.workers import start_worker
 from tests.integration.conftest import bootstrap_node
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,11 @@ async def _all_topics(s: Settings) -> list[str]:
         await admin.close()
 
 
+def _served(records: list[Any]) -> set[str]:
+    """The turn ids answered in ``records`` of chat.turns."""
+    return {t for r in records for t in decode(TurnBatch, r.value).turn_ids}
+
+
 def test_no_injected_pii_reaches_any_topic_or_the_teacher(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -97,11 +103,11 @@ def test_no_injected_pii_reaches_any_topic_or_the_teacher(
             for i, (text, _) in enumerate(TURNS)
         ]
         asyncio.run(send(topics.CHAT_INBOUND, inbound))
+        # Every turn served (not just the first): feedback on a turn must find it.
         deadline = time.monotonic() + 120
-        while len(asyncio.run(read_all(s, topics.CHAT_TURNS))) == 0:
+        while len(_served(asyncio.run(read_all(s, topics.CHAT_TURNS)))) < len(TURNS):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(1)
-        time.sleep(3)  # every turn served
         feedback = [
             Feedback(
                 feedback_id=f"fb-{kind}-{i}",

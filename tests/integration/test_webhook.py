@@ -25,15 +25,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from harness.broker import EmbeddedBroker
+from harness.processes import free_port, stop
+from harness.workers import start_webhook, start_worker
 from streams import topics
-from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics, producer, read_all
-from streams.processes import free_port, stop
 from streams.schemas import TrainingBatch
 from streams.settings import Settings
 from streams.webhook.requests import MAX_BODY_BYTES
 from streams.webhook.signing import sign
-from streams.workers import start_webhook, start_worker
 from tests.integration.conftest import served_batch
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from learners.batching import FeedbackBatcher, LabelledExample, batch_id
 
 
@@ -37,13 +39,15 @@ def test_an_open_batch_survives_export_and_restore() -> None:
     b = FeedbackBatcher(max_size=3, max_age_s=10)
     b.add(ex(1), 1.0)
     b.add(ex(2), 2.0)
-    data = json.loads(json.dumps(b.export_node("n1")))  # as stored in a changelog
+    data = json.loads(json.dumps(b.export("n1")))  # as stored in a changelog
     other = FeedbackBatcher(max_size=3, max_age_s=10)
-    other.restore_node("n1", data)
+    other.restore("n1", data)
     (batch,) = other.add(ex(3), 3.0)
     assert [e.example_id for e in batch.examples] == ["e1", "e2", "e3"]
     assert batch.started == 1.0 and batch == b.add(ex(3), 3.0)[0]
-    assert other.export_node("n1") is None
+    assert other.nodes() == [] and "n1" not in other  # a closed batch leaves no state
+    with pytest.raises(KeyError):
+        other.export("n1")
 
 
 def test_batch_ids_depend_on_node_and_examples_only() -> None:

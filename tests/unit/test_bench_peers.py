@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.bench.peers import fit_logistic, recovery_turns, replay
+from harness.bench.peers import fit_logistic, recovery_turns, replay
 
 A, B, C = np.eye(3)
 

@@ -183,8 +183,9 @@ def test_the_all_intents_fast_path_matches_the_general_path(rng: np.random.Gener
         (a.intent, a.new, a.turns) for a in got_general
     ]
     assert any(a.new == DriftState.DRIFTING for a in got_fast)
+    fast_intents, general_intents = fast.export("n1")["intents"], general.export("n1")["intents"]
     for s in general.snapshot():
-        f, g = fast.export_intent("n1", s.intent), general.export_intent("n1", s.intent)
+        f, g = fast_intents[s.intent], general_intents[s.intent]
         assert f["turns"] == g["turns"] and f["state"] == g["state"]
         for k in ("cusum", "recent"):
             assert f[k] == pytest.approx(g[k], abs=1e-9)
@@ -205,18 +206,9 @@ def test_exported_state_resumes_exactly(rng: np.random.Generator) -> None:
     expected = _feed(straight, batches)
     first = DriftMonitor()
     got = _feed(first, batches[:75])  # stop mid-shift
-    exported = json.loads(
-        json.dumps(
-            {
-                "node": first.export_node("n1"),
-                "intents": {
-                    s.intent: first.export_intent("n1", s.intent) for s in first.snapshot()
-                },
-            }
-        )
-    )
+    exported = json.loads(json.dumps(first.export("n1")))
     second = DriftMonitor()
-    second.restore("n1", exported["node"], exported["intents"])
+    second.restore("n1", exported)
     got += _feed(second, batches[75:], t0=75)
     assert [(a.intent, a.new, a.turns) for a in got] == [
         (a.intent, a.new, a.turns) for a in expected

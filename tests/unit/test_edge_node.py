@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from learners.edge_node import EdgeNode, EdgeOptions, LabelledText, NodeNotBootstrappedError
+from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
 from learners.gate import EvalGate
+from learners.options import EdgeOptions, TrainOptions
 from learners.replay import ClassBalancedReplay
-from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainOptions, TrainReport
+from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainReport
 from models.end_model import EndModel
 from models.registry import AdapterRegistry
 from tests.conftest import SEED_LABELS, SEED_TEXTS

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from learners.drift import DriftConfig
+from learners.options import EdgeOptions
+from streams import topics
 from streams.settings import ENV_PREFIX, Settings
 
 
@@ -31,3 +34,23 @@ def test_every_setting_is_documented() -> None:
     for name, _default, doc in Settings.describe():
         assert name.startswith(ENV_PREFIX)
         assert doc, f"{name} has no description"
+
+
+def test_component_configs_take_their_defaults_from_one_place() -> None:
+    """Default settings build exactly the components' own default configurations: a default
+    is written once (in the component) and the settings follow it."""
+    assert Settings().edge_options() == EdgeOptions()
+    assert Settings().drift_config() == DriftConfig()
+
+
+def test_settings_reach_the_component_configs() -> None:
+    s = Settings(lora_r=4, steps_per_batch=2, gate_tolerance=0.05, drift_min_turns=9)
+    edge, drift = s.edge_options(), s.drift_config()
+    assert (edge.lora.r, edge.train.steps, edge.gate.tolerance) == (4, 2, 0.05)
+    assert drift.min_turns == 9 and drift.threshold == DriftConfig().threshold
+
+
+def test_worker_roles_are_written_once() -> None:
+    from streams.agents import REGISTER
+
+    assert tuple(REGISTER) == topics.ROLES

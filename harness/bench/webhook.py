@@ -19,22 +19,20 @@ import secrets
 import shutil
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from harness import scrape
+from harness.bench.report import environment, table, write_json
+from harness.broker import EmbeddedBroker
+from harness.processes import free_port, stop
+from harness.workers import start_webhook
 from streams import topics
-from streams.bench.report import environment, table, write_json
-from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics, read_all
-from streams.processes import free_port, stop
 from streams.schemas import Feedback
 from streams.settings import Settings
 from streams.webhook.signing import sign
-from streams.workers import start_webhook
 
 CLIENT = "bench"
 
@@ -121,19 +119,16 @@ def _requests(run: LoadRun, token: str, secret: bytes, path: Path) -> None:
 
 def _accepted(url: str) -> dict[str, float]:
     """The webhook's own counters: accepted and duplicate items, answers by status."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-        text = r.read().decode()
     out: dict[str, float] = {"accepted": 0.0, "duplicate": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "ecc_webhook_feedback_total":
-                out[sample.labels["outcome"]] += sample.value
-            # answers of the POST routes (not /metrics: reading it would change it)
-            elif sample.name == "ecc_webhook_requests_total" and sample.labels["route"].startswith(
-                "/v1/"
-            ):
-                key = f"status_{sample.labels['status']}"
-                out[key] = out.get(key, 0.0) + sample.value
+    for sample in scrape.samples(url + "/metrics", timeout=10):
+        if sample.name == "ecc_webhook_feedback_total":
+            out[sample.labels["outcome"]] += sample.value
+        # answers of the POST routes (not /metrics: reading it would change it)
+        elif sample.name == "ecc_webhook_requests_total" and sample.labels["route"].startswith(
+            "/v1/"
+        ):
+            key = f"status_{sample.labels['status']}"
+            out[key] = out.get(key, 0.0) + sample.value
     return out
 
 

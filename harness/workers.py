@@ -16,14 +16,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.processes import spawn, stop
+from harness.processes import spawn, stop
+from streams import topics
 from streams.settings import Settings
 
-ALL_ROLES = "edge,drift,feedback,teacher"
-
-
-def ready_marker(settings: Settings) -> Path:
-    return settings.state_dir / "worker.ready"
+ALL_ROLES = ",".join(topics.ROLES)
 
 
 def start_worker(
@@ -39,9 +36,9 @@ def start_worker(
     died too). If it exits or is not ready within ``timeout``, it is stopped and the error
     carries the end of its log. ``tick`` is called while waiting (a progress display).
     """
-    ready_marker(settings).unlink(missing_ok=True)
+    settings.ready_marker.unlink(missing_ok=True)
     proc = spawn_ecc(settings, log, "serve", "--roles", roles)
-    _wait_ready(proc, log, ready_marker(settings).exists, "the stream worker", timeout, tick)
+    _wait_ready(proc, log, settings.ready_marker.exists, "the stream worker", timeout, tick)
     return proc
 
 

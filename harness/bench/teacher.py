@@ -20,14 +20,14 @@ over the starting node, per 100 requests). Same stream, same budget, same learne
 from __future__ import annotations
 
 import random
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
+from harness.bench.drift import Embeddings, Served, _data, score, serve
+from harness.bench.report import environment, fmt, table, write_json
+from harness.console import say
+from harness.options import DriftBenchOptions, TeacherBenchOptions
 from learners.edge_node import EdgeNode, LabelledText
 from learners.teacher_policy import TeacherRequestPolicy
 from models.encoder import Encoder
@@ -35,23 +35,7 @@ from models.end_model import EndModel
 from models.registry import AdapterRegistry
 from models.teacher import EmbeddedTeacher
 from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
-from streams.app import edge_options
-from streams.bench.drift import DriftBenchOptions, Embeddings, Served, _data, score, serve
-from streams.bench.report import environment, fmt, table, write_json
 from streams.settings import Settings
-
-
-@dataclass(frozen=True)
-class TeacherBenchOptions:
-    turns: int = 6000
-    budget_per_minute: int = 20
-    rate: float = 10.0  # turns a second of the replayed stream (sets how fast budget refills)
-    batch: int = 32
-    seed: int = 7
-
-
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stdout)
 
 
 def policy_choice(scenario: Scenario, served: Served, o: TeacherBenchOptions) -> list[int]:
@@ -125,7 +109,7 @@ def _fresh_node(scenario: Scenario, s: Settings, folder: Path) -> EdgeNode:
     folder.mkdir(parents=True, exist_ok=True)
     registry = AdapterRegistry(folder / "adapters")
     seeds = scenario.seed_examples
-    opts = edge_options(s)
+    opts = s.edge_options()
     EdgeNode.bootstrap(
         "bench", registry, folder, [e.text for e in seeds], [e.label for e in seeds], opts
     )

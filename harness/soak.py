@@ -1,8 +1,8 @@
 """``ecc soak``: the running system under kill -9 and sustained load, then an audit.
 
 One process per worker kind (``ecc serve --roles edge``, ``drift``, ``feedback``,
-``teacher``, all in one consumer group as in docker-compose) and an ``ecc webhook`` run on
-the embedded broker. Simulated customers send turns at ``rate``; their clients post
+``teacher``, each role set its own consumer group, as in docker-compose) and an ``ecc
+webhook`` run on the embedded broker. Simulated customers send turns at ``rate``; their clients post
 signed feedback for a share of the answers. Two phases, traffic flowing through both:
 
 1. **crash**: every ``kill_every_s`` seconds one worker kind (in turn) gets SIGKILL at
@@ -30,24 +30,27 @@ import secrets
 import signal
 import subprocess
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
+from harness import scrape
+from harness.bench.report import environment, table, write_json
+from harness.broker import EmbeddedBroker
+from harness.clients import DEMO_CLIENT, client_feedback
+from harness.console import say
+from harness.options import SoakOptions
+from harness.processes import free_port, stop
+from harness.workers import spawn_ecc, start_webhook
+from harness.world import bootstrap_nodes, cpu_seconds, fresh_run
 from learners.batching import feedback_label
 from models.registry import AdapterRegistry, CorruptAdapterError
 from scenarios.scenario import ScenarioConfig, build_scenario
 from streams import topics
-from streams.bench.report import environment, table, write_json
-from streams.broker import EmbeddedBroker
-from streams.demo import DEMO_CLIENT, bootstrap_nodes, client_feedback, cpu_seconds, fresh_run, say
 from streams.kafka import consumer, ensure_topics, producer, read_all
-from streams.processes import free_port, stop
 from streams.schemas import (
     ChatInbound,
     DeadLetter,
@@ -60,23 +63,8 @@ from streams.schemas import (
 from streams.settings import Settings
 from streams.webhook.client import FeedbackClient
 from streams.webhook.server import parse_secrets
-from streams.workers import ready_marker, spawn_ecc, start_webhook
 
 KINDS = topics.ROLES  # one worker process per role
-
-
-@dataclass(frozen=True)
-class SoakOptions:
-    kills: int = 20
-    kill_every_s: float = 12.0
-    load_s: float = 600.0
-    rate: float = 20.0
-    label_rate: float = 0.10
-    thumbs_rate: float = 0.10
-    sample_every_s: float = 5.0
-    settle_s: float = 120.0
-    out: Path = Path("reports/soak")
-    seed: int = 7
 
 
 @dataclass
@@ -92,7 +80,7 @@ class Worker:
     async def start(self, timeout: float = 180.0) -> float:
         """Spawn it (from the main thread: the parent-death signal is per thread) and wait
         for its partitions; returns the seconds that took."""
-        marker = ready_marker(self.settings)
+        marker = self.settings.ready_marker
         marker.unlink(missing_ok=True)
         began = time.monotonic()
         self.proc = spawn_ecc(self.settings, self.log, "serve", "--roles", self.kind)
@@ -114,17 +102,10 @@ class Worker:
     def metric(self, name: str) -> float | None:
         """The largest sample of ``name`` on its /metrics (None: not there or not up)."""
         try:
-            url = f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
-            with urllib.request.urlopen(url, timeout=2) as r:
-                text = r.read().decode()
+            found = scrape.samples(f"http://127.0.0.1:{self.settings.metrics_port}/metrics", 2)
         except OSError:
             return None
-        values = [
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name
-        ]
+        values = [s.value for s in found if s.name == name]
         return max(values) if values else None
 
 

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from learners.edge_node import EdgeNode, EdgeOptions, LabelledText
+from harness.bench.peers import RiverPeer, fit_logistic
+from learners.edge_node import EdgeNode, LabelledText
 from learners.gate import Scores
+from learners.options import EdgeOptions
 from models.encoder import Encoder
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example, LabelledData
-from streams.bench.peers import RiverPeer, fit_logistic
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The demo has just replayed a scenario through the running system (broker, edge n
 drift, feedback via the webhook, teacher, learner) and logged, for every turn, what the
 node answered and which feedback its user gave. Here the same stream and the same user
 labels go, per node, through the simple alternatives on frozen MiniLM embeddings
-(:mod:`streams.bench.peers`):
+(:mod:`harness.bench.peers`):
 
 - **static**: the node's starting point, a logistic regression on the seed examples, never
   updated;
@@ -47,22 +47,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from streams.bench.peers import PEERS, recovery_turns, replay
-from streams.bench.report import environment, fmt, table, write_json
-from streams.demo import say
+from harness.bench.arms import ARMS
+from harness.bench.peers import PEERS, recovery_turns, replay
+from harness.bench.report import environment, fmt, table, write_json
+from harness.console import say
+from harness.replay import drifted_intents
 
 if TYPE_CHECKING:
+    from harness.options import DemoOptions
+    from harness.replay import EvalPredictions, Replay
     from scenarios.scenario import Scenario
-    from streams.demo import DemoOptions, EvalPredictions, Replay
     from streams.settings import Settings
 
-ARMS = ("system", *PEERS)
-ARM_NAMES = {
-    "system": "full system (LoRA edge + drift + teacher)",
-    "static": "static model (never updated)",
-    "river": "river online softmax (frozen emb.)",
-    "periodic": "periodic full retraining (frozen emb.)",
-}
 RECOVERY_SHARE = 0.8
 
 
@@ -76,8 +72,8 @@ def loop_report(
 ) -> dict[str, Any]:
     """Run the peers on the demo's stream, then write loop.json, turns.csv, eval.csv and
     the plots into ``options.out``; print the table; return the report."""
-    from streams.bench.learner import embedder
-    from streams.bench.loop_plots import plot_loop
+    from harness.bench.learner import embedder
+    from harness.bench.loop_plots import plot_loop
 
     out = options.out
     rows = sorted(replay_log.served, key=lambda r: r["index"])
@@ -194,7 +190,6 @@ def build_report(
     options: DemoOptions,
     peer_cpu: dict[str, float],
 ) -> dict[str, Any]:
-    from streams.demo import drifted_intents
 
     onset = scenario.onset_index
     new = drifted_intents(scenario)

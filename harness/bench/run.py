@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from scenarios.datasets import LabelledData, load_dataset
-from scenarios.generator import generated_dataset
-from streams.app import edge_options
-from streams.bench.learner import (
+from harness.bench.learner import (
     LearnerBenchOptions,
     embedder,
     plan_stream,
@@ -20,12 +14,11 @@ from streams.bench.learner import (
     run_offline_peer,
     run_river_peer,
 )
-from streams.bench.report import environment, fmt, plot_curve, table, write_json
+from harness.bench.report import environment, fmt, plot_curve, table, write_json
+from harness.console import say
+from scenarios.datasets import LabelledData, load_dataset
+from scenarios.generator import generated_dataset
 from streams.settings import Settings
-
-
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stdout)
 
 
 def run_learner_bench(
@@ -47,14 +40,14 @@ def run_learner_bench(
         f"{len(plan.group_a)} intents only in the first half (forgetting)"
     )
     say("[2/4] edge learner (LoRA + replay + held-out gate), the production code path")
-    edge = run_edge_learner(plan, o, edge_options(settings))
+    edge = run_edge_learner(plan, o, settings.edge_options())
     say("[3/4] peers on frozen MiniLM embeddings: river online softmax, offline logistic reg.")
     embed = embedder(settings.encoder or None)
     river = run_river_peer(plan, o, embed)
     offline = run_offline_peer(data, plan, embed)
     serve: dict[str, Any] | None = None
     if serving:
-        from streams.bench.serving import run_serving
+        from harness.bench.serving import run_serving
 
         say("[4/4] serving through the embedded broker and a real edge worker")
         texts = [e.text for e in plan.test][:1000]

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.bench.arms import ARM_NAMES, ARMS
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from harness.replay import Replay
     from scenarios.scenario import Scenario
-    from streams.demo import Replay
 
 COLOURS = {"system": "tab:red", "static": "tab:gray", "river": "tab:blue", "periodic": "tab:green"}
 
@@ -85,7 +87,6 @@ def plot_accuracy(
     path: Path, rows: list[dict[str, Any]], replay_log: Replay, report: dict[str, Any]
 ) -> Path:
     """Prequential accuracy of every arm, over all turns and over the new intents' turns."""
-    from streams.bench.loop import ARM_NAMES, ARMS
 
     plt = _pyplot()
     onset = report["scenario"]["onset_index"]

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,37 +39,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from harness import scrape
+from harness.bench.report import environment, fmt, table, write_json
+from harness.broker import EmbeddedBroker
+from harness.console import say
+from harness.options import DriftBenchOptions
+from harness.processes import free_port, stop
+from harness.workers import start_worker
 from learners.drift import DriftConfig, DriftMonitor, DriftState
 from models.end_model import EndModel
 from scenarios.datasets import LabelledData, load_dataset
 from scenarios.scenario import Scenario, ScenarioConfig, build_scenario
 from streams import topics
-from streams.bench.report import environment, fmt, table, write_json
-from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import free_port, stop
 from streams.schemas import ServedTurn, TurnBatch
 from streams.settings import Settings
-from streams.workers import start_worker
 
 KINDS = ("stationary", "emerging", "phrasing", "gradual")
 RELEVANT_SHARE = 0.05
-
-
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stdout)
-
-
-@dataclass(frozen=True)
-class DriftBenchOptions:
-    turns: int = 40_000
-    """Turns per scenario stream."""
-    seeds: int = 3
-    batch: int = 32
-    feedback_rate: float = 0.05
-    onset: float = 0.3
-    throughput_turns: int = 250_000
-    quick: bool = False
 
 
 @dataclass
@@ -328,12 +313,7 @@ def steady_rate(trace: list[tuple[float, float]], total: float) -> float:
 
 
 def _scored(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("ecc_drift_turns_scored_total{")
-    )
+    return scrape.total(f"http://127.0.0.1:{port}/metrics", "ecc_drift_turns_scored_total")
 
 
 def run_throughput(served: Served, o: DriftBenchOptions, log_dir: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from streams.processes import free_port, spawn, stop, wait_for_port
+from harness.processes import free_port, spawn, stop, wait_for_port
 
 
 def tansu_binary() -> Path:

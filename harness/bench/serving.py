@@ -16,17 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from harness.broker import EmbeddedBroker
+from harness.processes import stop
+from harness.workers import start_worker
 from learners.edge_node import EdgeNode
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example
 from streams import topics
-from streams.app import edge_options
-from streams.broker import EmbeddedBroker
 from streams.kafka import consumer, ensure_topics, producer
-from streams.processes import stop
 from streams.schemas import ChatInbound, TurnBatch, decode
 from streams.settings import Settings
-from streams.workers import start_worker
 
 NODE = "bench-node"
 
@@ -97,7 +96,7 @@ def run_serving(
         )
         asyncio.run(ensure_topics(s))
         registry = AdapterRegistry(state / "adapters")
-        opts = edge_options(s)
+        opts = s.edge_options()
         EdgeNode.bootstrap(
             NODE, registry, state, [e.text for e in seeds], [e.label for e in seeds], opts
         )

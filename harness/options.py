@@ -1,0 +1,77 @@
+"""The options of the harness's commands (``ecc demo``, ``ecc soak``, ``ecc bench``), in one
+light module: the command line takes its defaults from here, so each is written once, and
+``ecc --help`` needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenarios.scenario import Kind
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data: str | None = None
+    scenario: Kind = "emerging"
+    turns: int = 6000
+    rate: float = 60.0
+    nodes: tuple[str, ...] = ("store-eu", "store-us")
+    label_rate: float = 0.02
+    thumbs_rate: float = 0.06
+    out: Path = Path("var/demo")
+    seed: int = 7
+    settle_s: float = 90.0
+    worker_start_timeout_s: float = 180.0
+    peers: bool = True  # replay the static, river and periodic peers on the same stream
+    retrain_every: int = 500  # the periodic peer's refit period, in turns of its node
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    kills: int = 20
+    kill_every_s: float = 12.0
+    load_s: float = 600.0
+    rate: float = 20.0
+    label_rate: float = 0.10
+    thumbs_rate: float = 0.10
+    sample_every_s: float = 5.0
+    settle_s: float = 120.0
+    out: Path = Path("reports/soak")
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class DriftBenchOptions:
+    turns: int = 40_000
+    """Turns per scenario stream."""
+    seeds: int = 3
+    batch: int = 32
+    feedback_rate: float = 0.05
+    onset: float = 0.3
+    throughput_turns: int = 250_000
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class TeacherBenchOptions:
+    turns: int = 6000
+    budget_per_minute: int = 20
+    rate: float = 10.0  # turns a second of the replayed stream (sets how fast budget refills)
+    batch: int = 32
+    seed: int = 7
+
+
+DRIFT_QUICK = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
+"""``ecc bench drift --quick``: short streams, one seed."""
+TEACHER_QUICK_TURNS = 2000
+"""``ecc bench teacher --quick``: turns of the stream."""
+LEARNER_QUICK_STREAM, LEARNER_QUICK_TEST = 640, 600
+"""``ecc bench learner --quick``: labelled examples streamed, test examples scored."""
+LEARNER_SEED = 7
+LOOP_BENCH_RATE = 15.0
+"""``ecc bench loop``'s turns/s: slower than the demo's, so the learner (which works in
+wall-clock time) gets as many updates per turn as it would on live traffic."""
+WEBHOOK_BENCH_S = 15.0
+"""``ecc bench webhook``: seconds per wrk run."""
