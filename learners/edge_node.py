@@ -1,12 +1,24 @@
-"""One edge node's model lifecycle: serve, learn from a batch, gate, publish, swap.
+"""One edge node's model lifecycle: serve, learn from every batch at once, gate, publish.
 
-The node keeps two copies of its end model: ``serving`` answers turns; ``working`` is
-trained on a batch and scored on the held-out set against its own pre-batch state (which
-equals the serving version). Only an accepted candidate is written to the registry and
-swapped into ``serving`` (a few tensor copies under the model's lock, so a request sees
-the old or the new version, never a mix). A rejected candidate is discarded by copying the
-serving weights back. Batch ids already applied are remembered on disk, so a batch
-delivered again after a restart is skipped.
+Two speeds (the End-Cloud idea applied to one node):
+
+- **Fast path**, on every training batch: the batch's examples are embedded once under the
+  serving encoder and kept, with their embeddings, in the node's bounded, class-balanced
+  :class:`~learners.memory.ExampleMemory` (seeds included). The head is then refitted on
+  the whole memory (a regularised multinomial logistic regression, warm-started:
+  :mod:`learners.head_fit`), so a label changes what the node serves as soon as its batch
+  is learnt, and a new intent is servable at once. Nothing but the head changes, so the
+  gate scores both heads on cached held-out embeddings: no forward pass at all.
+- **Slow path**, every ``consolidate_every`` new labels (0: never): LoRA on a working copy
+  of the encoder (:class:`~learners.trainer.IncrementalTrainer`, replaying the memory),
+  then the memory is embedded again under the new encoder and the head refitted on it.
+
+Either candidate is gated (:class:`~learners.gate.EvalGate`) against the serving version and
+the node's first version, on held-out examples that were never trained on. Only an accepted
+candidate is written to the registry and swapped into ``serving`` under the model's lock, so
+a request sees the old or the new version, never a mix. A rejected candidate's labels stay
+in the memory (they are true; the next refit learns them with newer ones). Batch ids
+already applied are remembered on disk, so a batch delivered again is skipped.
 """
 
 from __future__ import annotations
@@ -17,15 +29,25 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from learners.gate import Scores
-from learners.holdout import HoldoutRouter, HoldoutSet
+from learners.head_fit import fit_softmax
+from learners.holdout import HoldoutRouter
+from learners.memory import ExampleMemory
 from learners.options import EdgeOptions
 from learners.replay import ClassBalancedReplay
 from learners.trainer import IncrementalTrainer, TrainingGuardError
 from models.end_model import EndModel, Prediction
 from models.registry import AdapterRegistry
+
+Array = np.ndarray[Any, Any]
+MEMORY_FILE = "memory.npz"
+HOLDOUT_FILE = "holdout.npz"
+FIRST_HEAD_FILE = "first_head.npz"
+LEGACY_EXAMPLES = "examples.jsonl"
 
 
 class NodeNotBootstrappedError(LookupError):
@@ -50,6 +72,23 @@ class BatchOutcome:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _Head:
+    """A head as logit weights over unit-norm embeddings, with its labels (and the key of
+    the encoder it was fitted under, where that matters)."""
+
+    weight: Array
+    bias: Array
+    labels: list[str]
+    key: str = ""
+
+    def predict(self, vectors: Array) -> list[str]:
+        if not len(vectors):
+            return []
+        index = (np.asarray(vectors, np.float32) @ self.weight.T + self.bias).argmax(1)
+        return [self.labels[i] for i in index]
+
+
 class EdgeNode:
     def __init__(
         self, node_id: str, registry: AdapterRegistry, state_dir: Path, options: EdgeOptions
@@ -65,30 +104,23 @@ class EdgeNode:
                 f"node {node_id!r} has no adapter version in {registry.root}: "
                 f"bootstrap it with `ecc node init {node_id} --data FILE`"
             )
-        self.serving = self._new_model()
-        self.working = self._new_model()
-        self.version = current.version
-        self._load(current.version)
-        self.replay = ClassBalancedReplay(options.replay_per_class, options.train.seed)
-        self.holdout = HoldoutSet(options.holdout_per_class, options.train.seed)
+        self.serving = _new_model(options)
+        meta, tensors = registry.load(node_id, current.version)
+        self.serving.load_state(tensors, meta.labels)
+        self.version = meta.version
+        self.encoder_version = int(meta.extra.get("encoder_version", meta.version))
         self.router = HoldoutRouter(options.holdout_every)
-        self.trainer = IncrementalTrainer(self.working, self.replay, options.train)
         self.applied: set[str] = set()
         self.swap_seconds: deque[float] = deque(maxlen=1000)
-        self._serving_preds: tuple[int, dict[str, str]] = (-1, {})
+        self.refit_seconds: deque[float] = deque(maxlen=1000)
+        self.labels_since_consolidation = 0
+        self._working: EndModel | None = None
+        self.memory = ExampleMemory(options.memory_per_class, self.serving.dim)
+        self.holdout = ExampleMemory(options.holdout_per_class, self.serving.dim)
+        self.first: _Head | None = None
         self._restore()
 
     # --- construction -----------------------------------------------------------------------
-    def _new_model(self) -> EndModel:
-        o = self.options
-        return EndModel(o.encoder_path, lora=o.lora, max_length=o.max_length)
-
-    def _load(self, version: int) -> None:
-        meta, tensors = self.registry.load(self.node_id, version)
-        self.serving.load_state(tensors, meta.labels)
-        self.working.load_state(tensors, meta.labels)
-        self.version = meta.version
-
     @classmethod
     def bootstrap(
         cls,
@@ -99,9 +131,12 @@ class EdgeNode:
         labels: Sequence[str],
         options: EdgeOptions = EdgeOptions(),
     ) -> int:
-        """Create a node's first version: head rows at the class centroids of the examples."""
-        model = EndModel(options.encoder_path, lora=options.lora, max_length=options.max_length)
-        model.fit_head(texts, labels)
+        """Create a node's first version: the fast path's head fitted to the seeds."""
+        model = _new_model(options)
+        vectors = model.embed(list(texts))
+        order = list(dict.fromkeys(labels))
+        weight, bias = _fit(vectors, labels, order, options, None)
+        model.set_head_logits(weight, bias, order)
         version = registry.publish(
             node_id,
             model.state(),
@@ -113,24 +148,60 @@ class EdgeNode:
         )
         node_dir = Path(state_dir) / "nodes" / node_id
         node_dir.mkdir(parents=True, exist_ok=True)
-        with open(node_dir / "examples.jsonl", "w") as f:
-            for t, y in zip(texts, labels, strict=True):
-                f.write(json.dumps({"text": t, "label": y, "holdout": False}) + "\n")
+        memory = ExampleMemory(options.memory_per_class, model.dim, model.encoder_key())
+        ids = [f"seed:{i}" for i in range(len(texts))]
+        memory.add(ids, texts, labels, vectors)
+        memory.save(node_dir / MEMORY_FILE)
+        ExampleMemory(options.holdout_per_class, model.dim, memory.key).save(
+            node_dir / HOLDOUT_FILE
+        )
+        np.savez(
+            node_dir / FIRST_HEAD_FILE,
+            weight=weight,
+            bias=bias,
+            labels=np.array(order),
+            key=np.array(memory.key),
+        )
         (node_dir / "batches.log").write_text("")
         return version.version
 
     def _restore(self) -> None:
-        """Refill replay and held-out sets and the applied batch ids from the node's files."""
-        examples = self.dir / "examples.jsonl"
-        if examples.exists():
-            for line in examples.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    target = self.holdout if row["holdout"] else self.replay
-                    target.add(row["text"], row["label"])
+        """Memory, held-out set, first head and applied batch ids from the node's files."""
+        key = self.serving.encoder_key()
+        if (self.dir / MEMORY_FILE).exists():
+            self.memory = ExampleMemory.load(self.dir / MEMORY_FILE, self.memory.per_class)
+        elif (self.dir / LEGACY_EXAMPLES).exists():
+            self._migrate(self.dir / LEGACY_EXAMPLES)
+        if (self.dir / HOLDOUT_FILE).exists():
+            self.holdout = ExampleMemory.load(self.dir / HOLDOUT_FILE, self.holdout.per_class)
+        stale = [m for m in (self.memory, self.holdout) if m.key != key]
+        for memory in stale:  # another encoder's embeddings (a rollback, an old node)
+            self._reembed(memory, self.serving, key)
+        if stale:
+            self._save_memory()
+        first = self.dir / FIRST_HEAD_FILE
+        if first.exists():
+            with np.load(first, allow_pickle=False) as f:
+                self.first = _Head(f["weight"], f["bias"], f["labels"].tolist(), str(f["key"]))
         log = self.dir / "batches.log"
         if log.exists():
             self.applied = {b for b in log.read_text().split() if b}
+
+    def _migrate(self, legacy: Path) -> None:
+        """A node written before the memory existed: its examples.jsonl, read once."""
+        rows = [json.loads(line) for line in legacy.read_text().splitlines() if line.strip()]
+        for flag, memory in ((False, self.memory), (True, self.holdout)):
+            mine = [r for r in rows if bool(r["holdout"]) == flag]
+            ids = [f"legacy:{int(flag)}:{i}" for i in range(len(mine))]
+            texts, labels = [r["text"] for r in mine], [r["label"] for r in mine]
+            memory.add(ids, texts, labels, np.zeros((len(mine), self.serving.dim), np.float32))
+            memory.key = ""  # embedded below
+        self._save_memory()
+
+    @staticmethod
+    def _reembed(memory: ExampleMemory, model: EndModel, key: str) -> None:
+        _, texts, _ = memory.examples()
+        memory.set_vectors(model.embed(texts, locked=False), key)
 
     # --- serving ------------------------------------------------------------------------------
     def predict(self, texts: Sequence[str], k: int = 3) -> tuple[list[Prediction], int]:
@@ -138,15 +209,24 @@ class EdgeNode:
         with self.serving.lock:
             return self.serving.predict(texts, k=k), self.version
 
-    # --- learning -----------------------------------------------------------------------------
+    def predict_versions(
+        self, texts: Sequence[str], k: int = 3
+    ) -> tuple[list[Prediction], int, int]:
+        """Predictions, the version that made them and the version whose encoder computed
+        their embeddings (head-only versions keep their parent's)."""
+        with self.serving.lock:
+            return self.serving.predict(texts, k=k), self.version, self.encoder_version
+
+    # --- learning: the fast path --------------------------------------------------------------
     def apply_batch(self, batch_id: str, examples: Sequence[LabelledText]) -> BatchOutcome:
         return self.apply_batches([(batch_id, examples)])
 
     def apply_batches(self, batches: Sequence[tuple[str, Sequence[LabelledText]]]) -> BatchOutcome:
-        """Learn from one or more batches as one update (the learner coalesces a backlog).
+        """Learn one or more batches as one update: into the memory, then a head refit.
 
         Batches applied before are skipped; the result is one candidate version, gated,
-        published or rejected as a whole.
+        published or rejected as a whole. The caller runs :meth:`consolidate` when
+        :meth:`consolidation_due` says so.
         """
         fresh = [(b, ex) for b, ex in batches if b not in self.applied]
         if not fresh:
@@ -154,98 +234,178 @@ class EdgeNode:
             return self._outcome("skipped", None, f"batch {again} was applied before", [], {})
         ids = [b for b, _ in fresh]
         examples = [e for _, ex in fresh for e in ex]
-        held = [e for e in examples if self.router.is_holdout(e.example_id)]
-        train = [e for e in examples if not self.router.is_holdout(e.example_id)]
-        for e in held:
-            self.holdout.add(e.text, e.label)
+        new = [y for y in dict.fromkeys(e.label for e in examples) if y not in self.serving.labels]
+        known_to_memory = set(self.memory.labels())
+        implausible = [y for y in new if y not in known_to_memory]
+        if len(implausible) > self.options.train.max_new_intents:
+            self._remember(ids)
+            return self._outcome(
+                "rejected",
+                None,
+                f"the batch brings {len(implausible)} new intents at once (at most "
+                f"{self.options.train.max_new_intents} per update): an implausible label "
+                "distribution, not applied",
+                [],
+                {},
+            )
+        vectors = self.serving.embed([e.text for e in examples], locked=False)
+        held = [i for i, e in enumerate(examples) if self.router.is_holdout(e.example_id)]
+        train = [i for i, e in enumerate(examples) if not self.router.is_holdout(e.example_id)]
+        for memory, rows in ((self.holdout, held), (self.memory, train)):
+            memory.add(
+                [examples[i].example_id for i in rows],
+                [examples[i].text for i in rows],
+                [examples[i].label for i in rows],
+                vectors[rows] if rows else np.zeros((0, self.serving.dim), np.float32),
+            )
         if not train:
-            self._remember(ids, held, [])
+            self._save_memory()
+            self._remember(ids)
             return self._outcome("skipped", None, "every example went to the held-out set", [], {})
-        ho = self.holdout.sample(self.options.holdout_max)
-        before = self._serving_score(ho)  # the working copy still equals the serving one
+        self.labels_since_consolidation += len(train)
+        started = time.perf_counter()
         try:
-            report = self.trainer.train([e.text for e in train], [e.label for e in train])
+            candidate = self._refit(self.memory.vectors(), self.serving)
         except TrainingGuardError as exc:
-            self.working.copy_from(self.serving)
-            self._remember(ids, held, [])
-            return self._outcome("rejected", None, str(exc), [], {})
-        after, after_preds = self._score(ho)
-        decision = self.options.gate.decide(before, after)
+            outcome = self._outcome("rejected", None, str(exc), [], {})
+        else:
+            self.refit_seconds.append(time.perf_counter() - started)
+            extra = {"refit_seconds": self.refit_seconds[-1]}
+            outcome = self._decide(candidate, None, ids, extra)
+        self._save_memory()
+        self._remember(ids)
+        return outcome
+
+    def consolidation_due(self) -> bool:
+        """Whether ``consolidate_every`` new labels have gathered since the last LoRA
+        consolidation (never, with ``consolidate_every`` 0)."""
+        every = self.options.consolidate_every
+        return bool(every) and self.labels_since_consolidation >= every
+
+    def _refit(self, vectors: Array, warm: EndModel) -> _Head:
+        """The head refitted on the whole memory (``vectors``: its embeddings under the
+        encoder the head will serve with), warm-started from ``warm``'s head."""
+        _, _, labels = self.memory.examples()
+        order = list(warm.labels) + [y for y in self.memory.labels() if y not in warm.labels]
+        weight, bias = _fit(vectors, labels, order, self.options, warm.head_logits())
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            raise TrainingGuardError("the head's weights became NaN or infinite: not applied")
+        return _Head(weight, bias, order)
+
+    def _decide(
+        self,
+        head: _Head,
+        encoder: EndModel | None,
+        batch_ids: list[str],
+        extra: dict[str, float],
+        holdout_vectors: Array | None = None,
+    ) -> BatchOutcome:
+        """Gate ``head`` (served by ``encoder``, or by the serving encoder when None) and
+        publish it if accepted. ``holdout_vectors``: the held-out set under ``encoder``."""
+        _, _, truth = self.holdout.examples()
+        serving_vectors = self.holdout.vectors()
+        current = _Head(*self.serving.head_logits(), list(self.serving.labels))
+        before = _scores(truth, current.predict(serving_vectors))
+        after = _scores(
+            truth, head.predict(serving_vectors if holdout_vectors is None else holdout_vectors)
+        )
+        first = None
+        if self.first is not None and self.first.key == self.holdout.key:
+            # the held-out embeddings are the first version's encoder's: its head scores them
+            first = _scores(truth, self.first.predict(serving_vectors))
+        decision = self.options.gate.decide(before, after, first)
+        added = [y for y in head.labels if y not in self.serving.labels]
         metrics = {
             "holdout_accuracy": after.accuracy,
             "holdout_accuracy_before": before.accuracy,
-            "holdout_size": float(len(ho)),
-            "loss_first": report.loss_first,
-            "loss_last": report.loss_last,
-            "train_seconds": report.seconds,
-            "examples": float(report.examples),
-            "batches": float(len(ids)),
+            "holdout_size": float(len(truth)),
+            "memory_size": float(len(self.memory)),
+            "batches": float(len(batch_ids)),
+            **extra,
         }
         if not decision.accept:
-            # The gate judged this update, not the labels: they stay true, so they go to
-            # replay and the next candidate learns them again together with newer ones
-            # (a new intent builds up its examples across rejected candidates).
-            self.working.copy_from(self.serving)
-            for e in train:
-                self.replay.add(e.text, e.label)
-            self._remember(ids, held, train)
-            return self._outcome("rejected", None, decision.reason, report.labels_added, metrics)
+            return self._outcome("rejected", None, decision.reason, added, metrics)
+        model = encoder or self.serving
+        state = model.state()
+        state.update(model.head_state(head.weight, head.bias))
         parent = self.version
+        # a head-only version names the version whose encoder it shares (none: its own)
+        shared = {"encoder_version": self.encoder_version} if encoder is None else {}
         published = self.registry.publish(
             self.node_id,
-            self.working.state(),
-            labels=self.working.labels,
-            base_model=self.working.base_model_name,
+            state,
+            labels=head.labels,
+            base_model=model.base_model_name,
             parent=parent,
             metrics={k: v for k, v in metrics.items() if v == v},
-            extra={"batch_ids": ids, "labels_added": report.labels_added},
+            extra={"batch_ids": batch_ids, "labels_added": added, **shared},
         )
-        state = self.working.state()
         paused = time.perf_counter()
-        with self.serving.lock:  # the swap: between two requests, never during one
-            self.serving.load_state(state, self.working.labels)
-            self.version = published.version
+        if encoder is None:
+            self.serving.set_head_logits(head.weight, head.bias, head.labels)
+            with self.serving.lock:
+                self.version = published.version
+        else:
+            with self.serving.lock:  # the swap: between two requests, never during one
+                self.serving.load_state(state, head.labels)
+                self.version = published.version
+                self.encoder_version = published.version
         self.swap_seconds.append(time.perf_counter() - paused)
-        self._serving_preds = (published.version, after_preds)
-        for e in train:
-            self.replay.add(e.text, e.label)
-        self._remember(ids, held, train)
         return BatchOutcome(
             "published",
             published.version,
             published.version,
             parent,
             decision.reason,
-            report.labels_added,
+            added,
             metrics,
         )
 
-    def _serving_score(self, items: list[tuple[str, str]]) -> Scores:
-        """The serving version's held-out score. Its predictions are kept per text, so only
-        examples new to the held-out set are predicted again (the gate's cost stays flat)."""
-        version, cached = self._serving_preds
-        if version != self.version:
-            cached = {}
-        missing = [t for t, _ in items if t not in cached]
-        if missing:
-            for text, pred in zip(missing, self.working.predict(missing, k=1), strict=True):
-                cached[text] = pred.intent
-        self._serving_preds = (self.version, cached)
-        return _scores(items, [cached[t] for t, _ in items])
+    # --- learning: the slow path --------------------------------------------------------------
+    def consolidate(self) -> BatchOutcome:
+        """LoRA on a working copy of the encoder over the memory, then the memory embedded
+        again under it and the head refitted: a candidate version like any other."""
+        self.labels_since_consolidation = 0
+        working = self._working_model()
+        working.copy_from(self.serving)
+        replay = ClassBalancedReplay(self.options.replay_per_class, self.options.train.seed)
+        _, texts, labels = self.memory.examples()
+        replay.extend(zip(texts, labels, strict=True))
+        trainer = IncrementalTrainer(working, replay, self.options.train)
+        started = time.perf_counter()
+        try:
+            sample = replay.sample(self.options.train.max_batch)
+            report = trainer.train([t for t, _ in sample], [y for _, y in sample])
+            key = working.encoder_key()
+            vectors = working.embed(texts, locked=False)
+            _, held_texts, _ = self.holdout.examples()
+            held_vectors = working.embed(held_texts, locked=False)
+            head = self._refit(vectors, working)
+        except TrainingGuardError as exc:
+            return self._outcome("rejected", None, str(exc), [], {})
+        extra = {
+            "consolidation_seconds": time.perf_counter() - started,
+            "loss_first": report.loss_first,
+            "loss_last": report.loss_last,
+        }
+        outcome = self._decide(head, working, [], extra, held_vectors)
+        if outcome.status == "published":
+            self.memory.set_vectors(vectors, key)
+            self.holdout.set_vectors(held_vectors, key)
+            self._save_memory()
+        return outcome
 
-    def _score(self, items: Sequence[tuple[str, str]]) -> tuple[Scores, dict[str, str]]:
-        """The working copy's held-out score, and its prediction for each text."""
-        preds = (
-            [p.intent for p in self.working.predict([t for t, _ in items], k=1)] if items else []
-        )
-        return _scores(items, preds), {t: p for (t, _), p in zip(items, preds, strict=True)}
+    def _working_model(self) -> EndModel:
+        if self._working is None:
+            self._working = _new_model(self.options)
+        return self._working
 
-    def _remember(
-        self, batch_ids: list[str], held: Sequence[LabelledText], train: Sequence[LabelledText]
-    ) -> None:
-        with open(self.dir / "examples.jsonl", "a") as f:
-            for e, flag in [(e, True) for e in held] + [(e, False) for e in train]:
-                f.write(json.dumps({"text": e.text, "label": e.label, "holdout": flag}) + "\n")
+    # --- files --------------------------------------------------------------------------------
+    def _save_memory(self) -> None:
+        self.memory.save(self.dir / MEMORY_FILE)
+        self.holdout.save(self.dir / HOLDOUT_FILE)
+
+    def _remember(self, batch_ids: list[str]) -> None:
         with open(self.dir / "batches.log", "a") as f:
             f.write("".join(b + "\n" for b in batch_ids))
         self.applied.update(batch_ids)
@@ -273,9 +433,37 @@ class EdgeNode:
             with self.serving.lock:
                 self.serving.load_state(tensors, meta.labels)
                 self.version = meta.version
-            self.working.load_state(tensors, meta.labels)
+                self.encoder_version = int(meta.extra.get("encoder_version", meta.version))
+            key = self.serving.encoder_key()
+            for memory in (self.memory, self.holdout):
+                if memory.key != key:
+                    self._reembed(memory, self.serving, key)
         return before, self.version
 
 
-def _scores(items: Sequence[tuple[str, str]], preds: Sequence[str]) -> Scores:
-    return Scores.of([y for _, y in items], preds) if items else Scores(float("nan"))
+def _new_model(o: EdgeOptions) -> EndModel:
+    return EndModel(o.encoder_path, lora=o.lora, max_length=o.max_length)
+
+
+def _fit(
+    vectors: Array,
+    labels: Sequence[str],
+    order: list[str],
+    options: EdgeOptions,
+    warm: tuple[Array, Array] | None,
+) -> tuple[Array, Array]:
+    index = {y: i for i, y in enumerate(order)}
+    y = np.array([index[lab] for lab in labels], dtype=np.int64)
+    return fit_softmax(
+        vectors,
+        y,
+        len(order),
+        options.head_c,
+        init=warm,
+        max_iter=options.head_max_iter,
+        tolerance=options.head_tolerance,
+    )
+
+
+def _scores(truth: Sequence[str], preds: Sequence[str]) -> Scores:
+    return Scores.of(list(truth), list(preds)) if truth else Scores(float("nan"))

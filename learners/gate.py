@@ -3,6 +3,12 @@
 Both versions are scored on the same held-out examples (never trained on). A candidate is
 rejected if its overall accuracy drops by more than ``tolerance``, or if any intent with at
 least ``min_support`` held-out examples drops by more than ``intent_tolerance``.
+
+Each step's tolerance alone would let an old intent erode a little per update, without
+end. So the candidate is also held against the node's *first* version on the same held-out
+examples: over the intents that version knew, its accuracy may not be more than
+``cumulative_tolerance`` below the first's, nor any such intent (with ``min_support``)
+more than ``cumulative_intent_tolerance`` below.
 """
 
 from __future__ import annotations
@@ -60,8 +66,44 @@ class EvalGate:
     intent_tolerance: float = 0.25
     min_support: int = 8
     min_holdout: int = 1
+    cumulative_tolerance: float = 0.02
+    cumulative_intent_tolerance: float = 0.2
 
-    def decide(self, before: Scores, after: Scores) -> GateDecision:
+    def decide(self, before: Scores, after: Scores, first: Scores | None = None) -> GateDecision:
+        """Accept or reject ``after`` (the candidate) against ``before`` (serving) and, when
+        given, ``first`` (the node's first version, scored on the same examples)."""
+        decision = self._against_serving(before, after)
+        if decision.accept and first is not None:
+            eroded = self._against_first(first, after)
+            if eroded:
+                return GateDecision(False, eroded, before, after)
+        return decision
+
+    def _against_first(self, first: Scores, after: Scores) -> str | None:
+        """Why ``after`` eroded what the first version could do (None: it did not)."""
+        known = [i for i in first.per_intent if first.support.get(i, 0) > 0]
+        if not known:
+            return None
+        n = sum(first.support[i] for i in known)
+        then = sum(first.per_intent[i] * first.support[i] for i in known) / n
+        now = sum(after.per_intent.get(i, 0.0) * first.support[i] for i in known) / n
+        if then - now > self.cumulative_tolerance:
+            return (
+                f"accuracy on the first version's intents fell {then:.3f} -> {now:.3f} since "
+                f"the first version (cumulative tolerance {self.cumulative_tolerance:.3f})"
+            )
+        for intent in known:
+            if first.support[intent] < self.min_support:
+                continue
+            old, acc = first.per_intent[intent], after.per_intent.get(intent, 0.0)
+            if old - acc > self.cumulative_intent_tolerance:
+                return (
+                    f"intent {intent!r} fell {old:.2f} -> {acc:.2f} since the first version "
+                    f"(cumulative tolerance {self.cumulative_intent_tolerance:.2f})"
+                )
+        return None
+
+    def _against_serving(self, before: Scores, after: Scores) -> GateDecision:
         n = sum(after.support.values())
         if after.support and n < self.min_holdout:
             return GateDecision(

@@ -27,7 +27,22 @@ class EdgeOptions:
     max_length: int = MAX_LENGTH
     train: TrainOptions = TrainOptions()
     replay_per_class: int = 32
+    """LoRA consolidation: examples per intent its replay draws from."""
     holdout_every: int = 5
+    """Every n-th labelled example (by a hash of its id) is held out for the gate."""
     holdout_per_class: int = 20
-    holdout_max: int = 300
+    """Held-out examples kept per intent (all are scored: on cached embeddings it is free)."""
+    memory_per_class: int = 256
+    """Labelled examples kept per intent, with their embeddings, for the head's refit."""
+    head_c: float = 10.0
+    """Inverse regularisation of the head's refit, as scikit-learn's ``C``
+    (:mod:`learners.head_fit`: the best C by cross-validation on frozen MiniLM)."""
+    head_max_iter: int = 100
+    """L-BFGS iterations of one refit at most (warm-started, it stops far sooner)."""
+    head_tolerance: float = 1e-5
+    """The refit stops once no gradient entry is larger (BANKING77 stream, measured: 1e-7
+    92.92 % with a 1.0 s refit p50, 1e-5 92.89 % / 0.76 s, 1e-4 92.76 % / 0.08 s, all on
+    a loaded 2-core machine)."""
+    consolidate_every: int = 0
+    """LoRA consolidation after this many new labels (0: never; the head alone learns)."""
     gate: EvalGate = field(default_factory=EvalGate)

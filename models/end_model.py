@@ -10,6 +10,8 @@ untouched, so old logits are unchanged until training moves them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,8 +124,12 @@ class EndModel:
         return mean_pool(hidden, enc["attention_mask"])
 
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray[Any, Any]:
-        with self.lock:
+    def embed(
+        self, texts: Sequence[str], batch_size: int = 64, locked: bool = True
+    ) -> np.ndarray[Any, Any]:
+        """Embeddings of ``texts``. ``locked=False`` is for the thread that alone swaps this
+        model's weights (the learner): it cannot race itself, and serving need not wait."""
+        with self.lock if locked else contextlib.nullcontext():
             out = [
                 self.features(texts[i : i + batch_size]).numpy()
                 for i in range(0, len(texts), batch_size)
@@ -165,6 +171,45 @@ class EndModel:
         opt.step(loss)
         with self.lock:
             self.head.set(weight, bias)
+
+    def head_logits(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The head as logit weights: ``logits = e @ W.T + b`` for unit-norm ``e``."""
+        with self.lock:
+            weight = self.head.scale * self.head.weight.detach().numpy()
+            return weight.copy(), self.head.bias.detach().numpy().copy()
+
+    def set_head_logits(
+        self, weight: np.ndarray[Any, Any], bias: np.ndarray[Any, Any], labels: Sequence[str]
+    ) -> None:
+        """Serve a head given as logit weights (:meth:`head_logits`) for ``labels``, at
+        once; the encoder is untouched."""
+        if weight.shape != (len(labels), self.dim) or bias.shape != (len(labels),):
+            raise ValueError(f"head of shape {weight.shape} does not fit {len(labels)} labels")
+        w = torch.from_numpy(np.asarray(weight, dtype=np.float32) / self.head.scale)
+        b = torch.from_numpy(np.asarray(bias, dtype=np.float32))
+        with self.lock:
+            self.head.set(w, b)
+            self.labels = list(labels)
+
+    def head_state(
+        self, weight: np.ndarray[Any, Any], bias: np.ndarray[Any, Any]
+    ) -> dict[str, torch.Tensor]:
+        """The registry's head tensors (:meth:`state`) of a head given as logit weights."""
+        return {
+            HEAD_WEIGHT: torch.from_numpy(np.asarray(weight, np.float32) / self.head.scale),
+            HEAD_BIAS: torch.from_numpy(np.asarray(bias, np.float32)),
+        }
+
+    def encoder_key(self) -> str:
+        """A digest of the adapter's weights: embeddings computed under one key are valid
+        for every version with the same key (a head-only update keeps it)."""
+        digest = hashlib.sha256()
+        with self.lock:
+            lora = get_peft_model_state_dict(self.net)
+            for name in sorted(lora):
+                digest.update(name.encode())
+                digest.update(lora[name].detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def add_labels(self, texts: Sequence[str], labels: Sequence[str]) -> list[str]:
         """Append a row for every label of ``labels`` not known yet, at its examples' centroid.

@@ -102,6 +102,9 @@ class TurnBatch(Record):
     turns are columns (a list per field, like Arrow), not a list of objects: validating one
     object per turn cost the drift worker about as much as scoring the turns (issue 4).
     ``redacted`` counts the PII the edge replaced in the batch's texts, by kind.
+    ``encoder_version`` is the version whose encoder computed the embeddings: a head-only
+    update (the learner's fast path) publishes a new ``adapter_version`` in the same
+    embedding space, so drift references need not be learnt again (None: the adapter's).
 
     On the wire the JSON is followed by a newline and the embeddings as raw bytes: a
     row-major ``turns x dim`` little-endian float16 matrix of unit-norm vectors (768 bytes a
@@ -113,6 +116,7 @@ class TurnBatch(Record):
     topic: ClassVar[str] = "chat.turns"
     node_id: NodeId
     adapter_version: int = Field(ge=0)
+    encoder_version: int | None = Field(default=None, ge=0)
     served_at: float
     turn_ids: Column[Id]
     texts: Column[Text]
@@ -158,12 +162,14 @@ class TurnBatch(Record):
         embeddings: np.ndarray[Any, Any],
         served_at: float,
         redacted: dict[str, int] | None = None,
+        encoder_version: int | None = None,
     ) -> TurnBatch:
         matrix = np.asarray(embeddings, dtype="<f2").reshape(len(turns), -1)
         return cls.model_validate(
             {
                 "node_id": node_id,
                 "adapter_version": adapter_version,
+                "encoder_version": encoder_version,
                 "served_at": served_at,
                 "turn_ids": [t.turn_id for t in turns],
                 "texts": [t.text for t in turns],

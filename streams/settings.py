@@ -79,14 +79,26 @@ class Settings:
     )
     steps_per_batch: int = _doc(TrainOptions.steps, "Optimisation steps per training batch.")
     replay_per_class: int = _doc(
-        EdgeOptions.replay_per_class, "Replay buffer: examples kept per intent."
+        EdgeOptions.replay_per_class, "LoRA consolidation: replayed examples per intent."
     )
     replay_sample: int = _doc(TrainOptions.replay_sample, "Replay examples mixed into each step.")
     holdout_every: int = _doc(
         EdgeOptions.holdout_every, "Every n-th labelled example is held out for the eval gate."
     )
-    holdout_max: int = _doc(
-        EdgeOptions.holdout_max, "Most held-out examples a candidate is scored on."
+    holdout_per_class: int = _doc(
+        EdgeOptions.holdout_per_class, "Held-out examples kept per intent for the eval gate."
+    )
+    memory_per_class: int = _doc(
+        EdgeOptions.memory_per_class,
+        "Labelled examples kept per intent (with embeddings) for the head's refit.",
+    )
+    head_c: float = _doc(
+        EdgeOptions.head_c,
+        "Inverse regularisation of the head refit (scikit-learn's C; higher: less).",
+    )
+    consolidate_every: int = _doc(
+        EdgeOptions.consolidate_every,
+        "LoRA consolidation after this many new labels (0: never, the head alone learns).",
     )
     gate_tolerance: float = _doc(
         EvalGate.tolerance, "Largest held-out accuracy drop a new version may have."
@@ -109,7 +121,11 @@ class Settings:
 
     # --- Feedback and batching ------------------------------------------------------------------
     batch_size: int = _doc(32, "Labelled examples per training batch.")
-    batch_max_age_s: float = _doc(20.0, "A non-empty batch older than this is flushed anyway.")
+    batch_max_age_s: float = _doc(
+        2.0,
+        "A non-empty batch older than this is flushed anyway (the learner's fast path learns "
+        "a small batch in a fraction of a second, so a label need not wait for 31 others).",
+    )
     turn_ttl_s: float = _doc(
         3600.0, "How long a turn can still receive feedback (and a feedback id is remembered)."
     )
@@ -223,7 +239,10 @@ class Settings:
             ),
             replay_per_class=self.replay_per_class,
             holdout_every=self.holdout_every,
-            holdout_max=self.holdout_max,
+            holdout_per_class=self.holdout_per_class,
+            memory_per_class=self.memory_per_class,
+            head_c=self.head_c,
+            consolidate_every=self.consolidate_every,
             gate=EvalGate(tolerance=self.gate_tolerance),
         )
 

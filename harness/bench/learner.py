@@ -3,14 +3,18 @@
 1. Online accuracy: an edge node starts from ``seed_per_intent`` labelled examples per
    intent; the rest of the training split arrives as feedback batches. Prequential
    accuracy (each batch predicted before it is learnt) and test accuracy after the stream,
-   for the production learner (:class:`learners.edge_node.EdgeNode`: LoRA steps, replay,
-   held-out gate), a river online softmax regression on frozen MiniLM embeddings fed the
-   same stream, and a logistic regression trained offline on the frozen embeddings of the
-   whole training split (the upper reference).
+   for the production learner (:class:`learners.edge_node.EdgeNode`: the head refitted on
+   its example memory after every batch, LoRA consolidation if enabled, held-out gate), a
+   river online softmax regression on frozen MiniLM embeddings fed the same stream (its
+   learning rate tuned on the seeds), and scikit-learn's logistic regression trained
+   offline on the frozen embeddings of the whole training split, C chosen by
+   cross-validation on it (the upper reference; ``offline_peer.C``).
 2. Forgetting: the intents of group A appear only in the first half of the stream; their
    test accuracy right after the first half and at the end.
-3. Latency: batch-to-decision seconds of 32-example batches, single-utterance inference,
-   and the swap pause (how long serving is held while a new version is swapped in).
+3. Latency: batch-to-decision seconds of 32-example batches; ``label_to_serving_s``: from a
+   batch reaching the learner to its labels serving (published batches); the head refit
+   and LoRA consolidation seconds; single-utterance inference; and the swap pause (how
+   long serving is held while a new version is swapped in).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from harness.bench.peers import RiverPeer, fit_logistic
+from harness.bench.peers import C_GRID, RiverPeer, fit_logistic, tune_river
 from learners.edge_node import EdgeNode, LabelledText
 from learners.gate import Scores
 from learners.options import EdgeOptions
@@ -130,6 +134,8 @@ def run_edge_learner(
         start_pred = test_predictions()
         curve, window, window_truth = Curve(), [], []
         decisions: list[float] = []
+        to_serving: list[float] = []
+        consolidations: list[float] = []
         statuses: dict[str, int] = {}
         mid_pred: list[str] = []
         seen = hits = 0
@@ -146,7 +152,16 @@ def run_edge_learner(
                 [LabelledText(f"e{seen + j}", e.text, e.label) for j, e in enumerate(batch)],
             )
             decisions.append(time.perf_counter() - started)
+            if out.status == "published":  # the labels now change what the node serves
+                to_serving.append(decisions[-1])
             statuses[out.status] = statuses.get(out.status, 0) + 1
+            if node.consolidation_due():
+                started = time.perf_counter()
+                slow = node.consolidate()
+                consolidations.append(time.perf_counter() - started)
+                statuses[f"consolidation_{slow.status}"] = (
+                    statuses.get(f"consolidation_{slow.status}", 0) + 1
+                )
             seen += len(batch)
             if (i + 1) % every == 0 or i == len(batches) - 1:
                 curve.seen.append(seen)
@@ -176,9 +191,22 @@ def run_edge_learner(
             },
             "updates": statuses,
             "versions": node.version,
+            "setup": {
+                "head_c": options.head_c,
+                "memory_per_class": options.memory_per_class,
+                "holdout_every": options.holdout_every,
+                "consolidate_every": options.consolidate_every,
+                "memory_size": len(node.memory),
+                "holdout_size": len(node.holdout),
+            },
             "latency": {
                 "batch_to_decision_s_p50": _pct(decisions, 50),
                 "batch_to_decision_s_p95": _pct(decisions, 95),
+                "label_to_serving_s_p50": _pct(to_serving, 50),
+                "label_to_serving_s_p95": _pct(to_serving, 95),
+                "head_refit_s_p50": _pct(node.refit_seconds, 50),
+                "consolidation_s_p50": _pct(consolidations, 50),
+                "consolidations": len(consolidations),
                 "single_utterance_ms_p50": 1000 * _pct(single, 50),
                 "single_utterance_ms_p95": 1000 * _pct(single, 95),
                 "swap_pause_ms_p50": 1000 * _pct(node.swap_seconds, 50),
@@ -200,9 +228,10 @@ def run_river_peer(
     plan: StreamPlan, o: LearnerBenchOptions, embed: Callable[[list[str]], np.ndarray[Any, Any]]
 ) -> dict[str, Any]:
     """river's online softmax regression on frozen embeddings, fed seeds then the stream."""
-    model = RiverPeer()
-    for e, v in zip(plan.seeds, embed([e.text for e in plan.seeds]), strict=True):
-        model.learn(v, e.label)
+    seeds_x = embed([e.text for e in plan.seeds])
+    seed_labels = [e.label for e in plan.seeds]
+    model = RiverPeer(tune_river(seeds_x, seed_labels))
+    model.bootstrap(seeds_x, seed_labels)
     stream_vecs = embed([e.text for e in plan.stream])
     hits, started = 0, time.perf_counter()
     window = o.batch_size * _curve_every(-(-len(plan.stream) // o.batch_size), o)
@@ -225,18 +254,22 @@ def run_river_peer(
         "prequential_accuracy": hits / max(1, len(plan.stream)),
         "curve": {"seen": curve.seen, "accuracy": curve.accuracy},
         "ms_per_example": 1000 * per_example,
+        "learning_rate": model.learning_rate,
     }
 
 
 def run_offline_peer(
     data: LabelledData, plan: StreamPlan, embed: Callable[[list[str]], np.ndarray[Any, Any]]
 ) -> dict[str, Any]:
-    """Multinomial logistic regression on frozen embeddings of the whole training split."""
-    predict = fit_logistic(embed([e.text for e in data.train]), [e.label for e in data.train])
-    pred = [str(p) for p in predict(embed([e.text for e in plan.test]))]
+    """scikit-learn's logistic regression on frozen embeddings of the whole training split,
+    C chosen by cross-validation on the training split."""
+    model = fit_logistic(embed([e.text for e in data.train]), [e.label for e in data.train])
+    pred = [str(p) for p in model.predict(embed([e.text for e in plan.test]))]
     return {
         "test_accuracy": _acc([e.label for e in plan.test], pred),
         "train_examples": len(data.train),
+        "C": model.c,
+        "C_grid": list(C_GRID),
     }
 
 

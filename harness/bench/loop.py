@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.bench.arms import ARMS
-from harness.bench.peers import PEERS, recovery_turns, replay
+from harness.bench.peers import PEERS, recovery_turns, replay, tune_river
 from harness.bench.report import environment, fmt, table, write_json
 from harness.console import say
 from harness.replay import drifted_intents
@@ -89,18 +89,26 @@ def loop_report(
     seed_labels = [e.label for e in scenario.seed_examples]
 
     cpu: dict[str, float] = {name: embed_cpu for name in PEERS}
+    say("      peers: tuning river's learning rate on the seeds")
+    started = time.process_time()
+    river_lr = tune_river(seeds_x, seed_labels)  # the seeds are every node's
+    cpu["river"] += time.process_time() - started
     eval_preds: dict[str, dict[str, list[str]]] = {name: {} for name in ARMS}
+    setup: dict[str, dict[str, dict[str, float]]] = {name: {} for name in PEERS}
     for node in tqdm(options.nodes, desc="      peers per node", unit="node"):
         at = [i for i, r in enumerate(rows) if r["node"] == node]
         labels_at = {
             k: rows[i]["feedback_label"] for k, i in enumerate(at) if rows[i]["feedback_label"]
         }
-        runs = replay(seeds_x, seed_labels, stream_x[at], labels_at, options.retrain_every, eval_x)
+        runs = replay(
+            seeds_x, seed_labels, stream_x[at], labels_at, options.retrain_every, eval_x, river_lr
+        )
         for name, run in runs.items():
             for k, i in enumerate(at):
                 rows[i][name] = run.stream[k]
             eval_preds[name][node] = run.final_eval
             cpu[name] += run.cpu_s
+            setup[name][node] = run.setup
         ev = evals.get(node)
         if ev is not None:
             eval_preds["system"][node] = ev.final
@@ -109,6 +117,7 @@ def loop_report(
         r["system"] = r["predicted"]
 
     report = build_report(scenario, rows, eval_preds, summary, replay_log, options, cpu)
+    report["peer_setup"] = setup  # per peer and node: the chosen C, river's learning rate
     out.mkdir(parents=True, exist_ok=True)
     write_turns(out / "turns.csv", rows)
     write_eval(out / "eval.csv", scenario, eval_preds)

@@ -39,7 +39,10 @@ def run_learner_bench(
         f"{len(plan.stream)} streamed in batches of {o.batch_size}, {len(plan.test)} test; "
         f"{len(plan.group_a)} intents only in the first half (forgetting)"
     )
-    say("[2/4] edge learner (LoRA + replay + held-out gate), the production code path")
+    say(
+        "[2/4] edge learner (head refit on its example memory, LoRA consolidation if "
+        "enabled, held-out gate), the production code path"
+    )
     edge = run_edge_learner(plan, o, settings.edge_options())
     say("[3/4] peers on frozen MiniLM embeddings: river online softmax, offline logistic reg.")
     embed = embedder(settings.encoder or None)
@@ -72,7 +75,7 @@ def run_learner_bench(
     plot_curve(
         out / "prequential.png",
         {
-            "edge learner (LoRA + replay + gate)": (
+            "edge learner (fast head refit + gate)": (
                 edge["curve"]["seen"],
                 edge["curve"]["accuracy"],
             ),

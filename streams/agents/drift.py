@@ -157,7 +157,10 @@ class PendingTurns:
 
 
 def _embedding_space(batch: TurnBatch) -> tuple[int, int]:
-    return batch.adapter_version, batch.dim
+    """Turns embedded by the same encoder share a reference (a head-only version does not
+    move the space)."""
+    version = batch.adapter_version if batch.encoder_version is None else batch.encoder_version
+    return version, batch.dim
 
 
 def register(ctx: Context) -> None:

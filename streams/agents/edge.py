@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError
+from learners.edge_node import BatchOutcome, EdgeNode, LabelledText, NodeNotBootstrappedError
 from streams import metrics, topics
 from streams.context import Context
 from streams.schemas import (
@@ -88,7 +88,9 @@ async def per_node(
 
 async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:
     started = time.perf_counter()
-    preds, version = await ctx.run(ctx.infer_pool, node.predict, [r.text for r in records])
+    preds, version, encoder = await ctx.run(
+        ctx.infer_pool, node.predict_versions, [r.text for r in records]
+    )
     metrics.INFER_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
     now = time.time()
     served = []
@@ -108,7 +110,7 @@ async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> Non
         metrics.TURNS.labels(node.node_id, pred.intent).inc()
         metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
     embeddings = np.stack([pred.embedding for pred in preds])
-    batch = TurnBatch.of(node.node_id, version, served, embeddings, now, dict(redacted))
+    batch = TurnBatch.of(node.node_id, version, served, embeddings, now, dict(redacted), encoder)
     await ctx.send(topics.CHAT_TURNS, batch, key=node.node_id)
 
 
@@ -120,6 +122,18 @@ async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> N
     ]
     outcome = await ctx.run(ctx.train_pool, node.apply_batches, work)
     metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+    await _announce(ctx, node, outcome, [b.batch_id for b in batches])
+    if node.consolidation_due():  # the slow path: LoRA, then the memory re-embedded
+        started = time.perf_counter()
+        outcome = await ctx.run(ctx.train_pool, node.consolidate)
+        metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+        await _announce(ctx, node, outcome, [])
+
+
+async def _announce(
+    ctx: Context, node: EdgeNode, outcome: BatchOutcome, batch_ids: list[str]
+) -> None:
+    """An update's metrics and its ``adapters.events`` record."""
     metrics.ADAPTER_UPDATES.labels(node.node_id, outcome.status).inc()
     metrics.ADAPTER_VERSION.labels(node.node_id).set(outcome.version)
     if "holdout_accuracy" in outcome.metrics and outcome.status == "published":
@@ -130,7 +144,7 @@ async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> N
         version=outcome.version,
         candidate=outcome.candidate,
         parent=outcome.parent,
-        batch_ids=[b.batch_id for b in batches],
+        batch_ids=batch_ids,
         metrics={k: v for k, v in outcome.metrics.items() if v == v},
         labels_added=outcome.labels_added,
         reason=outcome.reason,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.bench.peers import fit_logistic, recovery_turns, replay
+from harness.bench.peers import (
+    choose_c,
+    fit_logistic,
+    recovery_turns,
+    replay,
+    river_scores,
+    tune_river,
+)
 
 A, B, C = np.eye(3)
 
@@ -34,7 +41,7 @@ def test_logistic_regression_separates_what_it_was_given() -> None:
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(m, 0.1, size=(20, 3)) for m in (A, B, C)])
     y = ["a"] * 20 + ["b"] * 20 + ["c"] * 20
-    assert (fit_logistic(x, y)(x) == np.array(y)).mean() == 1.0
+    assert (fit_logistic(x, y).predict(x) == np.array(y)).mean() == 1.0
 
 
 def test_recovery_counts_turns_from_the_onset_and_none_without_new_turns() -> None:
@@ -43,3 +50,27 @@ def test_recovery_counts_turns_from_the_onset_and_none_without_new_turns() -> No
     assert recovery_turns(truth, preds, {"new"}, onset=5, window=3) == 7
     assert recovery_turns(truth, preds, {"other"}, onset=5) is None
     assert recovery_turns(truth, ["old"] * 15, {"new"}, onset=5) is None
+
+
+def test_c_is_chosen_by_cross_validation_on_the_labels_given() -> None:
+    """A C so small that the unpenalised bias wins (everything is the majority class) loses
+    the cross-validation to C=10 on separable data, whichever order the grid has; too few
+    labels to fold give 10."""
+    rng = np.random.default_rng(1)
+    sizes = {"a": 60, "b": 15, "c": 15}
+    clean = np.concatenate(
+        [rng.normal(m, 0.05, size=(n, 3)) for m, n in zip((A, B, C), sizes.values(), strict=True)]
+    )
+    y = [lab for lab, n in sizes.items() for _ in range(n)]
+    assert choose_c(clean, y, grid=(1e-6, 10.0)) == choose_c(clean, y, grid=(10.0, 1e-6)) == 10.0
+    assert choose_c(clean[[0, 60, 75]], ["a", "b", "c"], grid=(1e-6, 1.0)) == 10.0
+    assert fit_logistic(clean, y, c=1.0).c == 1.0
+
+
+def test_river_learning_rate_is_the_best_on_held_out_labels() -> None:
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(m, 0.6, size=(16, 3)) for m in (A, B, C)])
+    y = ["a"] * 16 + ["b"] * 16 + ["c"] * 16
+    scores = river_scores(x, y, grid=(0.01, 0.5, 5.0))
+    assert set(scores) == {0.01, 0.5, 5.0} and all(0 <= v <= 1 for v in scores.values())
+    assert scores[tune_river(x, y, grid=(0.01, 0.5, 5.0))] == max(scores.values())

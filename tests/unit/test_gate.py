@@ -31,3 +31,31 @@ def test_intent_regression_is_rejected_even_if_overall_improves() -> None:
 def test_no_holdout_accepts_unchecked() -> None:
     decision = EvalGate().decide(Scores(float("nan")), Scores(float("nan")))
     assert decision.accept and "unchecked" in decision.reason
+
+
+def test_an_old_intent_eroded_a_little_per_update_is_stopped() -> None:
+    """Each update loses 3 points on one intent, within every per-update tolerance; against
+    the first version the losses add up, and the cumulative bound stops the erosion."""
+    gate = EvalGate()
+    support = {"old": 20, "other": 20}
+    first = Scores(1.0, {"old": 1.0, "other": 1.0}, support)
+    serving, stopped = first, None
+    for step in range(1, 30):
+        old = 1.0 - 0.03 * step
+        candidate = Scores((old + 1.0) / 2, {"old": old, "other": 1.0}, support)
+        assert gate.decide(serving, candidate).accept, "each step alone is acceptable"
+        decision = gate.decide(serving, candidate, first)
+        if not decision.accept:
+            stopped = decision
+            break
+        serving = candidate
+    assert stopped is not None and "since the first version" in stopped.reason
+    lost = first.per_intent["old"] - serving.per_intent["old"]
+    assert lost <= 2 * gate.cumulative_tolerance + 1e-9, f"the old intent lost {lost:.2f}"
+
+
+def test_new_intents_do_not_count_against_the_first_version() -> None:
+    support = {"old": 10, "new": 10}
+    first = Scores(0.5, {"old": 1.0, "new": 0.0}, support)
+    after = Scores(1.0, {"old": 1.0, "new": 1.0}, support)
+    assert EvalGate().decide(first, after, first).accept

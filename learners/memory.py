@@ -1,0 +1,174 @@
+"""A node's labelled examples with their embeddings: what the fast path refits the head on.
+
+Each intent keeps at most ``per_class`` examples. Once an intent is full, a new example
+takes the place of a kept one with probability ``per_class / seen`` (reservoir sampling),
+so the kept examples stay a uniform sample of all the intent's examples, and the memory is
+class-balanced and bounded however long the stream. The choice is a hash of the example's
+id, not a random draw, so the same stream gives the same memory after any restart.
+
+Embeddings are valid for one encoder only: the memory carries the ``key`` of the encoder
+that computed them (:func:`models.end_model.encoder_key`); after the encoder changes (a
+LoRA consolidation, a rollback), :meth:`ExampleMemory.set_vectors` replaces them all.
+
+The whole memory is one ``.npz`` file (texts, labels, ids, float32 vectors, counts), written
+atomically and read without pickle.
+
+>>> import numpy as np
+>>> m = ExampleMemory(per_class=2, dim=2)
+>>> m.add(["e1", "e2", "e3"], ["hi", "hello", "hey"], ["greet"] * 3, np.eye(3, 2))
+>>> len(m), m.seen("greet")
+(2, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass
+class _Intent:
+    ids: list[str]
+    texts: list[str]
+    vectors: list[Array]
+    seen: int = 0
+
+
+class ExampleMemory:
+    """At most ``per_class`` labelled examples per intent, each with its embedding."""
+
+    def __init__(self, per_class: int, dim: int, key: str = "") -> None:
+        if per_class < 1:
+            raise ValueError("per_class must be >= 1")
+        self.per_class = per_class
+        self.dim = dim
+        self.key = key
+        self._intents: dict[str, _Intent] = {}
+        self._ids: set[str] = set()
+
+    def __len__(self) -> int:
+        return sum(len(i.ids) for i in self._intents.values())
+
+    def __contains__(self, example_id: object) -> bool:
+        return example_id in self._ids
+
+    def labels(self) -> list[str]:
+        """The intents with at least one example, in the order they first came."""
+        return [lab for lab, i in self._intents.items() if i.ids]
+
+    def seen(self, label: str) -> int:
+        """How many examples of ``label`` were ever offered (kept or not)."""
+        intent = self._intents.get(label)
+        return intent.seen if intent else 0
+
+    def count(self, label: str) -> int:
+        intent = self._intents.get(label)
+        return len(intent.ids) if intent else 0
+
+    def add(
+        self,
+        example_ids: Sequence[str],
+        texts: Sequence[str],
+        labels: Sequence[str],
+        vectors: Array,
+    ) -> None:
+        """Offer examples (an id already kept is ignored: a redelivered batch adds nothing)."""
+        if not len(example_ids) == len(texts) == len(labels) == len(vectors):
+            raise ValueError("ids, texts, labels and vectors differ in length")
+        for example_id, text, label, vector in zip(
+            example_ids, texts, labels, vectors, strict=True
+        ):
+            if example_id in self._ids:
+                continue
+            intent = self._intents.setdefault(label, _Intent([], [], []))
+            intent.seen += 1
+            row = np.asarray(vector, dtype=np.float32)
+            if len(intent.ids) < self.per_class:
+                slot = len(intent.ids)
+                intent.ids.append(example_id)
+                intent.texts.append(text)
+                intent.vectors.append(row)
+            else:
+                slot = zlib.crc32(example_id.encode()) % intent.seen
+                if slot >= self.per_class:
+                    continue
+                self._ids.discard(intent.ids[slot])
+                intent.ids[slot], intent.texts[slot], intent.vectors[slot] = (
+                    example_id,
+                    text,
+                    row,
+                )
+            self._ids.add(example_id)
+
+    def examples(self) -> tuple[list[str], list[str], list[str]]:
+        """Ids, texts and labels of every kept example, intent by intent (a stable order,
+        the one :meth:`vectors` and :meth:`set_vectors` use)."""
+        ids, texts, labels = [], [], []
+        for label, intent in self._intents.items():
+            ids += intent.ids
+            texts += intent.texts
+            labels += [label] * len(intent.ids)
+        return ids, texts, labels
+
+    def vectors(self) -> Array:
+        """Every kept example's embedding, one row each, in :meth:`examples`' order."""
+        rows = [v for intent in self._intents.values() for v in intent.vectors]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+    def set_vectors(self, vectors: Array, key: str) -> None:
+        """Replace every embedding (in :meth:`examples`' order) with one encoder's, ``key``."""
+        if len(vectors) != len(self):
+            raise ValueError(f"{len(vectors)} vectors for {len(self)} examples")
+        at = 0
+        for intent in self._intents.values():
+            n = len(intent.ids)
+            intent.vectors = [np.asarray(v, dtype=np.float32) for v in vectors[at : at + n]]
+            at += n
+        self.key = key
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write the whole memory to ``path`` atomically (a crash leaves the old file)."""
+        ids, texts, labels = self.examples()
+        names = list(self._intents)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            ids=np.array(ids, dtype=str),
+            texts=np.array(texts, dtype=str),
+            labels=np.array(labels, dtype=str),
+            vectors=self.vectors().astype(np.float32),
+            intents=np.array(names, dtype=str),
+            seen=np.array([self._intents[n].seen for n in names], dtype=np.int64),
+            key=np.array(self.key),
+            per_class=np.array(self.per_class),
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, per_class: int) -> ExampleMemory:
+        """The memory saved at ``path``; a smaller ``per_class`` than it was saved with keeps
+        each intent's first ``per_class`` examples (class-balanced still)."""
+        with np.load(path, allow_pickle=False) as f:
+            vectors = f["vectors"]
+            memory = cls(per_class, int(vectors.shape[1]), str(f["key"]))
+            for name, seen in zip(f["intents"].tolist(), f["seen"].tolist(), strict=True):
+                memory._intents[name] = _Intent([], [], [], int(seen))
+            for example_id, text, label, vector in zip(
+                f["ids"].tolist(), f["texts"].tolist(), f["labels"].tolist(), vectors, strict=True
+            ):
+                intent = memory._intents[label]
+                if len(intent.ids) < per_class:
+                    intent.ids.append(example_id)
+                    intent.texts.append(text)
+                    intent.vectors.append(np.array(vector, dtype=np.float32))
+                    memory._ids.add(example_id)
+        return memory
