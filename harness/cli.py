@@ -21,12 +21,12 @@ from harness.options import (
     DRIFT_QUICK,
     LEARNER_QUICK_STREAM,
     LEARNER_QUICK_TEST,
-    LEARNER_SEED,
     LOOP_BENCH_RATE,
     TEACHER_QUICK_TURNS,
     WEBHOOK_BENCH_S,
     DemoOptions,
     DriftBenchOptions,
+    LearnerBenchOptions,
     SoakOptions,
     TeacherBenchOptions,
 )
@@ -39,6 +39,7 @@ DEMO, SOAK, DRIFT, TEACHER = (
     DriftBenchOptions(),
     TeacherBenchOptions(),
 )
+LEARNER = LearnerBenchOptions()
 
 
 def _replay_options(rate: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -216,7 +217,7 @@ def _datasets(datasets: tuple[str, ...]) -> list[str]:
     help="Also measure serving through a real broker and edge worker.",
 )
 @_out_option("reports/bench-learner", "learner.json and the prequential-accuracy plot")
-@click.option("--seed", type=int, default=LEARNER_SEED, show_default=True)
+@click.option("--seed", type=int, default=LEARNER.seed, show_default=True)
 def bench_learner(
     data: str | None,
     quick: bool,

@@ -63,13 +63,26 @@ class TeacherBenchOptions:
     seed: int = 7
 
 
+@dataclass(frozen=True)
+class LearnerBenchOptions:
+    seed_per_intent: int = 10
+    batch_size: int = 32
+    stream_limit: int | None = None
+    """Most stream examples (None: the whole training split minus the seeds)."""
+    test_limit: int | None = None
+    forgetting_share: float = 0.3
+    """Share of intents (group A) that appear only in the first half of the stream."""
+    curve_points: int = 25
+    """Points of the prequential-accuracy curves."""
+    seed: int = 7
+
+
 DRIFT_QUICK = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
 """``ecc bench drift --quick``: short streams, one seed."""
 TEACHER_QUICK_TURNS = 2000
 """``ecc bench teacher --quick``: turns of the stream."""
 LEARNER_QUICK_STREAM, LEARNER_QUICK_TEST = 640, 600
 """``ecc bench learner --quick``: labelled examples streamed, test examples scored."""
-LEARNER_SEED = 7
 LOOP_BENCH_RATE = 15.0
 """``ecc bench loop``'s turns/s: slower than the demo's, so the learner (which works in
 wall-clock time) gets as many updates per turn as it would on live traffic."""

@@ -206,8 +206,8 @@ class EdgeNode:
     # --- serving ------------------------------------------------------------------------------
     def predict(self, texts: Sequence[str], k: int = 3) -> tuple[list[Prediction], int]:
         """Predictions and the version that made them (read under the same lock)."""
-        with self.serving.lock:
-            return self.serving.predict(texts, k=k), self.version
+        predictions, version, _ = self.predict_versions(texts, k)
+        return predictions, version
 
     def predict_versions(
         self, texts: Sequence[str], k: int = 3
@@ -259,7 +259,7 @@ class EdgeNode:
                 vectors[rows] if rows else np.zeros((0, self.serving.dim), np.float32),
             )
         if not train:
-            self._save_memory()
+            self._save_memory(memory=False)
             self._remember(ids)
             return self._outcome("skipped", None, "every example went to the held-out set", [], {})
         self.labels_since_consolidation += len(train)
@@ -272,7 +272,7 @@ class EdgeNode:
             self.refit_seconds.append(time.perf_counter() - started)
             extra = {"refit_seconds": self.refit_seconds[-1]}
             outcome = self._decide(candidate, None, ids, extra)
-        self._save_memory()
+        self._save_memory(holdout=bool(held))
         self._remember(ids)
         return outcome
 
@@ -401,9 +401,13 @@ class EdgeNode:
         return self._working
 
     # --- files --------------------------------------------------------------------------------
-    def _save_memory(self) -> None:
-        self.memory.save(self.dir / MEMORY_FILE)
-        self.holdout.save(self.dir / HOLDOUT_FILE)
+    def _save_memory(self, memory: bool = True, holdout: bool = True) -> None:
+        """Write what changed (each file is the whole set: rewriting an unchanged one on
+        every batch is wasted I/O)."""
+        if memory:
+            self.memory.save(self.dir / MEMORY_FILE)
+        if holdout:
+            self.holdout.save(self.dir / HOLDOUT_FILE)
 
     def _remember(self, batch_ids: list[str]) -> None:
         with open(self.dir / "batches.log", "a") as f:

@@ -31,26 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.bench.peers import C_GRID, RiverPeer, fit_logistic, tune_river
+from harness.options import LearnerBenchOptions
 from learners.edge_node import EdgeNode, LabelledText
 from learners.gate import Scores
 from learners.options import EdgeOptions
 from models.encoder import Encoder
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example, LabelledData
-
-
-@dataclass(frozen=True)
-class LearnerBenchOptions:
-    seed_per_intent: int = 10
-    batch_size: int = 32
-    stream_limit: int | None = None
-    """Most stream examples (None: the whole training split minus the seeds)."""
-    test_limit: int | None = None
-    forgetting_share: float = 0.3
-    """Share of intents (group A) that appear only in the first half of the stream."""
-    curve_points: int = 25
-    """Points of the prequential-accuracy curves."""
-    seed: int = 7
 
 
 @dataclass

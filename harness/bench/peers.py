@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from learners.options import EdgeOptions
+
 Vectors = np.ndarray[Any, Any]
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 """The C values cross-validated (scikit-learn's own grid spacing, a decade apart)."""
@@ -61,14 +63,16 @@ def _folds(labels: Sequence[str], most: int = 5) -> int:
 
 def choose_c(x: Vectors, labels: Sequence[str], grid: Sequence[float] = C_GRID) -> float:
     """The C of ``grid`` with the best stratified cross-validated accuracy on ``(x,
-    labels)`` (10, the default of the service's head, when the labels are too few to
-    fold)."""
+    labels)`` (the service head's own default, ``EdgeOptions.head_c``, when the labels are
+    too few to fold)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     folds = _folds(labels)
-    if folds < 2 or len(grid) == 1:
-        return 10.0 if len(grid) != 1 else float(grid[0])
+    if len(grid) == 1:
+        return float(grid[0])
+    if folds < 2:
+        return EdgeOptions.head_c
     cv = StratifiedKFold(folds, shuffle=True, random_state=0)
     scores = []
     for c in grid:
@@ -86,7 +90,7 @@ def fit_logistic(x: Vectors, labels: Sequence[str], c: float | None = None) -> L
 
     x = np.asarray(x, dtype=np.float32)
     if len(set(labels)) == 1:
-        return Logistic(str(labels[0]), 10.0 if c is None else c)
+        return Logistic(str(labels[0]), EdgeOptions.head_c if c is None else c)
     chosen = choose_c(x, labels) if c is None else c
     model = LogisticRegression(C=chosen, max_iter=2000)
     with warnings.catch_warnings():

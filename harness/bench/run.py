@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.learner import (
-    LearnerBenchOptions,
     embedder,
     plan_stream,
     run_edge_learner,
@@ -16,6 +15,7 @@ from harness.bench.learner import (
 )
 from harness.bench.report import environment, fmt, plot_curve, table, write_json
 from harness.console import say
+from harness.options import LearnerBenchOptions
 from scenarios.datasets import LabelledData, load_dataset
 from scenarios.generator import generated_dataset
 from streams.settings import Settings
