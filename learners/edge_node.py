@@ -10,8 +10,10 @@ Two speeds (the End-Cloud idea applied to one node):
   is learnt, and a new intent is servable at once. Nothing but the head changes, so the
   gate scores both heads on cached held-out embeddings: no forward pass at all.
 - **Slow path**, every ``consolidate_every`` new labels (0: never): LoRA on a working copy
-  of the encoder (:class:`~learners.trainer.IncrementalTrainer`, replaying the memory),
-  then the memory is embedded again under the new encoder and the head refitted on it.
+  of the encoder (:class:`~learners.trainer.IncrementalTrainer`, steps drawn from the
+  memory) in a thread of its own (:class:`Consolidation`), then the memory is embedded
+  again under the new encoder and the head refitted on it. Serving and the fast path go on
+  meanwhile; the memory learnt while it ran is embedded under the new encoder at the end.
 
 Either candidate is gated (:class:`~learners.gate.EvalGate`) against the serving version and
 the node's first version, on held-out examples that were never trained on. Only an accepted
@@ -26,8 +28,8 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,8 +40,7 @@ from learners.head_fit import fit_softmax
 from learners.holdout import HoldoutRouter
 from learners.memory import ExampleMemory
 from learners.options import EdgeOptions
-from learners.replay import ClassBalancedReplay
-from learners.trainer import IncrementalTrainer, TrainingGuardError
+from learners.trainer import IncrementalTrainer, TrainingGuardError, TrainReport
 from models.end_model import EndModel, Prediction
 from models.registry import AdapterRegistry
 
@@ -48,6 +49,7 @@ MEMORY_FILE = "memory.npz"
 HOLDOUT_FILE = "holdout.npz"
 FIRST_HEAD_FILE = "first_head.npz"
 LEGACY_EXAMPLES = "examples.jsonl"
+EMBED_CHUNK = 512  # examples a consolidation embeds between two looks at its stop signal
 
 
 class NodeNotBootstrappedError(LookupError):
@@ -89,6 +91,58 @@ class _Head:
         return [self.labels[i] for i in index]
 
 
+@dataclass
+class Consolidation:
+    """A LoRA consolidation under way: the working copy of the encoder and the memory and
+    held-out texts as they were when it began.
+
+    :meth:`run` trains the copy and embeds those texts under it; it touches nothing of the
+    node, so it runs in a thread of its own while the node serves and its fast path goes
+    on learning. Then :meth:`EdgeNode.finish_consolidation` gates it.
+    """
+
+    model: EndModel
+    trainer: IncrementalTrainer
+    parent: int
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+    held_ids: list[str]
+    held_texts: list[str]
+    report: TrainReport | None = None
+    error: str = ""
+    seconds: float = 0.0
+    _vectors: dict[str, Array] = field(default_factory=dict)
+
+    def run(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Train, then embed; ``stop()`` turning true (the worker is stopping) abandons it
+        within a training step or an embedding chunk."""
+        started = time.perf_counter()
+        try:
+            self.report = self.trainer.train(self.texts, self.labels, stop)
+        except TrainingGuardError as exc:
+            self.error = str(exc)
+            return
+        ids, texts = [*self.ids, *self.held_ids], [*self.texts, *self.held_texts]
+        for i in range(0, len(texts), EMBED_CHUNK):
+            if stop():
+                self.error = "abandoned: the worker is stopping"
+                return
+            chunk = self.model.embed(texts[i : i + EMBED_CHUNK], locked=False)
+            self._vectors.update(zip(ids[i : i + EMBED_CHUNK], chunk, strict=True))
+        self.seconds = time.perf_counter() - started
+
+    def embed(self, ids: Sequence[str], texts: Sequence[str]) -> Array:
+        """Embeddings of these examples under the consolidated encoder: those it began with
+        are cached, the rest (learnt since) are computed now."""
+        missing = [i for i, x in enumerate(ids) if x not in self._vectors]
+        fresh = self.model.embed([texts[i] for i in missing], locked=False)
+        self._vectors.update({ids[i]: v for i, v in zip(missing, fresh, strict=True)})
+        if not ids:
+            return np.zeros((0, self.model.dim), np.float32)
+        return np.stack([self._vectors[x] for x in ids])
+
+
 class EdgeNode:
     def __init__(
         self, node_id: str, registry: AdapterRegistry, state_dir: Path, options: EdgeOptions
@@ -115,6 +169,7 @@ class EdgeNode:
         self.refit_seconds: deque[float] = deque(maxlen=1000)
         self.labels_since_consolidation = 0
         self._working: EndModel | None = None
+        self._consolidating = False
         self.memory = ExampleMemory(options.memory_per_class, self.serving.dim)
         self.holdout = ExampleMemory(options.holdout_per_class, self.serving.dim)
         self.first: _Head | None = None
@@ -362,38 +417,67 @@ class EdgeNode:
         )
 
     # --- learning: the slow path --------------------------------------------------------------
-    def consolidate(self) -> BatchOutcome:
-        """LoRA on a working copy of the encoder over the memory, then the memory embedded
-        again under it and the head refitted: a candidate version like any other."""
+    def begin_consolidation(self) -> Consolidation | None:
+        """A LoRA consolidation from the serving version, to :meth:`Consolidation.run` in
+        a thread of its own and then :meth:`finish_consolidation`; None while one is
+        already under way. Call it from the thread that applies batches."""
+        if self._consolidating:
+            return None
+        self._consolidating = True
         self.labels_since_consolidation = 0
         working = self._working_model()
         working.copy_from(self.serving)
-        replay = ClassBalancedReplay(self.options.replay_per_class, self.options.train.seed)
-        _, texts, labels = self.memory.examples()
-        replay.extend(zip(texts, labels, strict=True))
-        trainer = IncrementalTrainer(working, replay, self.options.train)
-        started = time.perf_counter()
+        ids, texts, labels = self.memory.examples()
+        held_ids, held_texts, _ = self.holdout.examples()
+        return Consolidation(
+            working,
+            IncrementalTrainer(working, self.options.train),
+            self.version,
+            ids,
+            texts,
+            labels,
+            held_ids,
+            held_texts,
+        )
+
+    def finish_consolidation(self, job: Consolidation) -> BatchOutcome:
+        """Gate the consolidated encoder with a head refitted on the whole memory as it is
+        now (examples learnt while it trained are embedded under it here), and publish it
+        if accepted. Call it from the thread that applies batches."""
         try:
-            sample = replay.sample(self.options.train.max_batch)
-            report = trainer.train([t for t, _ in sample], [y for _, y in sample])
-            key = working.encoder_key()
-            vectors = working.embed(texts, locked=False)
-            _, held_texts, _ = self.holdout.examples()
-            held_vectors = working.embed(held_texts, locked=False)
-            head = self._refit(vectors, working)
-        except TrainingGuardError as exc:
-            return self._outcome("rejected", None, str(exc), [], {})
-        extra = {
-            "consolidation_seconds": time.perf_counter() - started,
-            "loss_first": report.loss_first,
-            "loss_last": report.loss_last,
-        }
-        outcome = self._decide(head, working, [], extra, held_vectors)
-        if outcome.status == "published":
-            self.memory.set_vectors(vectors, key)
-            self.holdout.set_vectors(held_vectors, key)
-            self._save_memory()
-        return outcome
+            if job.error or job.report is None:
+                reason = job.error or "the consolidation did not run"
+                return self._outcome("rejected", None, reason, [], {})
+            memory = job.embed(*self.memory.examples()[:2])
+            holdout = job.embed(*self.holdout.examples()[:2])
+            started = time.perf_counter()
+            try:
+                head = self._refit(memory, job.model)
+            except TrainingGuardError as exc:
+                return self._outcome("rejected", None, str(exc), [], {})
+            extra = {
+                "consolidation_seconds": job.seconds + time.perf_counter() - started,
+                "consolidation_steps": float(job.report.steps),
+                "loss_first": job.report.loss_first,
+                "loss_last": job.report.loss_last,
+            }
+            outcome = self._decide(head, job.model, [], extra, holdout)
+            if outcome.status == "published":
+                key = job.model.encoder_key()
+                self.memory.set_vectors(memory, key)
+                self.holdout.set_vectors(holdout, key)
+                self._save_memory()
+            return outcome
+        finally:
+            self._consolidating = False
+
+    def consolidate(self) -> BatchOutcome:
+        """A whole consolidation in the calling thread (benchmarks and tests)."""
+        job = self.begin_consolidation()
+        if job is None:
+            return self._outcome("skipped", None, "a consolidation is under way", [], {})
+        job.run()
+        return self.finish_consolidation(job)
 
     def _working_model(self) -> EndModel:
         if self._working is None:

@@ -12,9 +12,12 @@ from models.options import MAX_LENGTH, LoraOptions
 
 @dataclass(frozen=True)
 class TrainOptions:
+    """LoRA consolidation (the learner's slow path)."""
+
     learning_rate: float = 3e-3
-    steps: int = 4
-    replay_sample: int = 32
+    steps: int = 100
+    """AdamW steps of one consolidation, each on ``max_batch`` examples drawn from the
+    memory."""
     max_batch: int = 64
     seed: int = 7
     max_new_intents: int = 5  # more new intents than this in one update is implausible
@@ -26,8 +29,6 @@ class EdgeOptions:
     lora: LoraOptions = LoraOptions()
     max_length: int = MAX_LENGTH
     train: TrainOptions = TrainOptions()
-    replay_per_class: int = 32
-    """LoRA consolidation: examples per intent its replay draws from."""
     holdout_every: int = 5
     """Every n-th labelled example (by a hash of its id) is held out for the gate."""
     holdout_per_class: int = 20

@@ -1,22 +1,23 @@
-"""Incremental LoRA training: a few steps per feedback batch, mixed with replayed examples.
+"""LoRA training of an end model over labelled texts: the learner's slow path.
 
-Replay (class-balanced, bounded) keeps old intents in every step so that a batch full of
-one drifting intent does not make the model forget the others. Unknown labels first grow the
-head (rows at their examples' centroid), which is what makes a new intent usable after a
-handful of examples.
+Each step draws ``max_batch`` examples at random from the texts it is given (the node's
+class-balanced example memory, so every intent is in the draw and a drifting one cannot
+crowd out the rest). Unknown labels first grow the head (rows at their examples'
+centroid). A step that turns the loss or any weight non-finite stops training and the
+update is refused (:class:`TrainingGuardError`): a NaN model scores NaN, which a gate
+might wave through.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from learners.options import TrainOptions
-from learners.replay import ClassBalancedReplay
 from models.end_model import EndModel
 
 
@@ -28,7 +29,6 @@ class TrainingGuardError(ValueError):
 class TrainReport:
     steps: int
     examples: int
-    replayed: int
     loss_first: float
     loss_last: float
     seconds: float
@@ -36,18 +36,22 @@ class TrainReport:
 
 
 class IncrementalTrainer:
-    """Applies labelled batches to an :class:`EndModel` in place."""
+    """Trains an :class:`EndModel`'s LoRA and head in place."""
 
-    def __init__(
-        self, model: EndModel, replay: ClassBalancedReplay, options: TrainOptions = TrainOptions()
-    ) -> None:
+    def __init__(self, model: EndModel, options: TrainOptions = TrainOptions()) -> None:
         self.model = model
-        self.replay = replay
         self.options = options
         self._generator = torch.Generator().manual_seed(options.seed)
-        self._batches = 0
+        self._runs = 0
 
-    def train(self, texts: Sequence[str], labels: Sequence[str]) -> TrainReport:
+    def train(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        stop: Callable[[], bool] = lambda: False,
+    ) -> TrainReport:
+        """``options.steps`` AdamW steps, each on a fresh random draw from ``texts``; fewer
+        if ``stop()`` turns true (checked before every step)."""
         if len(texts) != len(labels) or not texts:
             raise TrainingGuardError("a batch needs as many labels as texts, and at least one")
         fresh = {y for y in labels if y not in self.model.labels}
@@ -58,22 +62,18 @@ class IncrementalTrainer:
                 "distribution, not applied"
             )
         start = time.perf_counter()
-        self._batches += 1
-        torch.manual_seed(self.options.seed + self._batches)
-        # Intents only the replay knows (learnt by a rejected candidate) get their rows back.
-        remembered = [(t, y) for t, y in self.replay.items() if y not in self.model.labels]
-        added = self.model.add_labels(
-            [*texts, *(t for t, _ in remembered)], [*labels, *(y for _, y in remembered)]
-        )
+        self._runs += 1
+        torch.manual_seed(self.options.seed + self._runs)
+        added = self.model.add_labels(texts, labels)
         params = self.model.trainable_parameters()
         optimiser = torch.optim.AdamW(params, lr=self.options.learning_rate, weight_decay=0.0)
         losses: list[float] = []
-        replayed = 0
         self.model.net.train()
         try:
             for _ in range(self.options.steps):
-                xs, ys = self._step_examples(texts, labels)
-                replayed = max(replayed, len(xs) - min(len(texts), self.options.max_batch))
+                if stop():
+                    break
+                xs, ys = self._draw(texts, labels)
                 target = torch.tensor([self.model.label_index(y) for y in ys])
                 loss = torch.nn.functional.cross_entropy(self.model.logits(xs), target)
                 value = loss.item()
@@ -94,25 +94,16 @@ class IncrementalTrainer:
         return TrainReport(
             steps=len(losses),
             examples=len(texts),
-            replayed=replayed,
-            loss_first=losses[0],
-            loss_last=losses[-1],
+            loss_first=losses[0] if losses else float("nan"),
+            loss_last=losses[-1] if losses else float("nan"),
             seconds=time.perf_counter() - start,
             labels_added=added,
         )
 
-    def _step_examples(
-        self, texts: Sequence[str], labels: Sequence[str]
-    ) -> tuple[list[str], list[str]]:
+    def _draw(self, texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
         n = len(texts)
         if n > self.options.max_batch:
             idx = torch.randperm(n, generator=self._generator)[: self.options.max_batch].tolist()
         else:
             idx = list(range(n))
-        xs = [texts[i] for i in idx]
-        ys = [labels[i] for i in idx]
-        for x, y in self.replay.sample(self.options.replay_sample):
-            if y in self.model.labels:
-                xs.append(x)
-                ys.append(y)
-        return xs, ys
+        return [texts[i] for i in idx], [labels[i] for i in idx]

@@ -83,13 +83,16 @@ def serve(roles: str) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     chosen = tuple(r for r in roles.split(",") if r)
     try:  # settings mistakes (roles, PII kinds) before any connection
-        app, _ = create_app(settings, chosen)
+        app, ctx = create_app(settings, chosen)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     asyncio.run(_ensure(settings, chosen))
     metrics.serve(settings.metrics_port)
     logging.basicConfig(level=settings.log_level.upper())
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    try:
+        Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    finally:  # before the interpreter joins the pools' threads: a consolidation gives up
+        ctx.stopping.set()
 
 
 async def _ensure(settings: Settings, roles: tuple[str, ...] | None = None) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,10 +45,16 @@ class Context:
     train_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="train")
     )
+    consolidate_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="consolidate")
+    )
     teacher_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="teacher")
     )
     _topics: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the worker stops: long background work (a consolidation) gives up."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _edges: dict[str, EdgeNode] = field(default_factory=dict)
     _edge_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     registry: AdapterRegistry = field(init=False)
@@ -143,6 +150,17 @@ class Context:
     def loaded_edges(self) -> list[EdgeNode]:
         """The edge nodes this worker has loaded so far."""
         return list(self._edges.values())
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the agents (kept referenced until done, its error logged)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
 
     async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking model work off the event loop, so streams keep flowing."""

@@ -90,9 +90,18 @@ HOLDOUT_ACCURACY = Gauge(
 )
 UPDATE_SECONDS = Histogram(
     "ecc_lora_update_seconds",
-    "Batch-to-decision time of a LoRA update",
+    "Batch-to-decision time of a learner update (the fast path: memory and head refit)",
     ["node"],
-    buckets=(0.5, 1, 2, 4, 8, 16, 32, 64),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+CONSOLIDATING = Gauge(
+    "ecc_consolidating", "1 while a LoRA consolidation of the node runs, else 0", ["node"]
+)
+CONSOLIDATION_SECONDS = Histogram(
+    "ecc_consolidation_seconds",
+    "Begin-to-decision time of a LoRA consolidation (training, re-embedding, refit, gate)",
+    ["node"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 2400),
 )
 
 

@@ -321,7 +321,9 @@ class TrainingBatch(Record):
 class AdapterEvent(Record):
     topic: ClassVar[str] = "adapters.events"
     node_id: NodeId
-    status: Literal["published", "rejected", "rolled_back", "skipped"]
+    status: Literal["published", "rejected", "rolled_back", "skipped", "consolidating"]
+    """``consolidating``: a LoRA consolidation began from ``version`` (its outcome, a
+    published or rejected candidate, follows as its own event)."""
     version: int = Field(ge=0, description="the serving version after this event")
     candidate: int | None = None
     parent: int | None = None

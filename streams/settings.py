@@ -75,13 +75,12 @@ class Settings:
         ",".join(LoraOptions.targets), "Comma-separated module names that get LoRA."
     )
     learning_rate: float = _doc(
-        TrainOptions.learning_rate, "Learning rate of the LoRA and head parameters."
+        TrainOptions.learning_rate, "Learning rate of LoRA consolidation (LoRA and head)."
     )
-    steps_per_batch: int = _doc(TrainOptions.steps, "Optimisation steps per training batch.")
-    replay_per_class: int = _doc(
-        EdgeOptions.replay_per_class, "LoRA consolidation: replayed examples per intent."
+    consolidate_steps: int = _doc(
+        TrainOptions.steps,
+        "Optimisation steps of one LoRA consolidation, each on a draw from the example memory.",
     )
-    replay_sample: int = _doc(TrainOptions.replay_sample, "Replay examples mixed into each step.")
     holdout_every: int = _doc(
         EdgeOptions.holdout_every, "Every n-th labelled example is held out for the eval gate."
     )
@@ -232,12 +231,10 @@ class Settings:
             max_length=self.max_length,
             train=TrainOptions(
                 learning_rate=self.learning_rate,
-                steps=self.steps_per_batch,
-                replay_sample=self.replay_sample,
+                steps=self.consolidate_steps,
                 seed=self.seed,
                 max_new_intents=self.max_new_intents,
             ),
-            replay_per_class=self.replay_per_class,
             holdout_every=self.holdout_every,
             holdout_per_class=self.holdout_per_class,
             memory_per_class=self.memory_per_class,

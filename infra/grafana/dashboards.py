@@ -210,7 +210,8 @@ LEARNING = _dashboard(
         ),
         _panel(
             "Adapter updates by outcome (per hour)",
-            "published, rejected by the eval gate, skipped (a batch applied before), rolled back.",
+            "published, rejected by the eval gate, skipped (a batch applied before), rolled back "
+            "(consolidations that began are not updates: the panel below).",
             [
                 (
                     f"sum by (node, status) (increase(ecc_adapter_updates_total{{{N}}}[1h]))",
@@ -219,8 +220,8 @@ LEARNING = _dashboard(
             ],
         ),
         _panel(
-            "LoRA update duration (p50, p90)",
-            "Batch-to-decision time: LoRA steps, replay, eval gate, publish.",
+            "Learner update duration (p50, p90)",
+            "Batch-to-decision time of the fast path: memory, head refit, eval gate, publish.",
             [
                 (
                     quantile(0.5, "ecc_lora_update_seconds", window="15m", match=N),
@@ -232,6 +233,18 @@ LEARNING = _dashboard(
                 ),
             ],
             "s",
+        ),
+        _panel(
+            "LoRA consolidations (running, duration p50)",
+            "The slow path beside the fast one: 1 while a node's consolidation runs; "
+            "begin-to-decision seconds (training, re-embedding the memory, refit, gate).",
+            [
+                (f"max by (node) (ecc_consolidating{{{N}}})", "{{node}} running"),
+                (
+                    quantile(0.5, "ecc_consolidation_seconds", window="1h", match=N),
+                    "p50 (s)",
+                ),
+            ],
         ),
         _panel(
             "Training batches by reason (per hour)",

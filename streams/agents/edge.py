@@ -2,9 +2,10 @@
 
 Serving publishes one :class:`TurnBatch` per micro-batch of a node's turns.
 
-Inference and training run in their own threads (one each), so the event loop keeps
-consuming while a batch of turns is predicted or a LoRA update runs; the swap to a new
-version happens inside :class:`learners.edge_node.EdgeNode` between two requests.
+Inference, the fast path (head refits) and LoRA consolidation run in threads of their own
+(one each), so the event loop keeps consuming while a batch of turns is predicted, and a
+label is learnt while a consolidation runs; the swap to a new version happens inside
+:class:`learners.edge_node.EdgeNode` between two requests.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from learners.edge_node import BatchOutcome, EdgeNode, LabelledText, NodeNotBootstrappedError
+from learners.edge_node import (
+    BatchOutcome,
+    Consolidation,
+    EdgeNode,
+    LabelledText,
+    NodeNotBootstrappedError,
+)
 from streams import metrics, topics
 from streams.context import Context
 from streams.schemas import (
@@ -123,11 +130,34 @@ async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> N
     outcome = await ctx.run(ctx.train_pool, node.apply_batches, work)
     metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
     await _announce(ctx, node, outcome, [b.batch_id for b in batches])
-    if node.consolidation_due():  # the slow path: LoRA, then the memory re-embedded
-        started = time.perf_counter()
-        outcome = await ctx.run(ctx.train_pool, node.consolidate)
-        metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
-        await _announce(ctx, node, outcome, [])
+    if node.consolidation_due():
+        job = await ctx.run(ctx.train_pool, node.begin_consolidation)
+        if job is not None:
+            ctx.background(consolidate(ctx, node, job))
+
+
+async def consolidate(ctx: Context, node: EdgeNode, job: Consolidation) -> None:
+    """The slow path beside the fast one: LoRA and the memory re-embedded in a thread of
+    their own, then the gate on the train thread (batches learnt meanwhile included)."""
+    started = time.perf_counter()
+    event = AdapterEvent(
+        node_id=node.node_id,
+        status="consolidating",
+        version=job.parent,
+        parent=job.parent,
+        metrics={"memory_size": float(len(job.ids)), "steps": float(job.trainer.options.steps)},
+        reason=f"LoRA consolidation of v{job.parent} over {len(job.ids)} examples began",
+        ts=time.time(),
+    )
+    await ctx.send(topics.ADAPTERS_EVENTS, event, key=node.node_id)
+    metrics.CONSOLIDATING.labels(node.node_id).set(1)
+    try:
+        await ctx.run(ctx.consolidate_pool, job.run, ctx.stopping.is_set)
+        outcome = await ctx.run(ctx.train_pool, node.finish_consolidation, job)
+    finally:
+        metrics.CONSOLIDATING.labels(node.node_id).set(0)
+    metrics.CONSOLIDATION_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+    await _announce(ctx, node, outcome, [])
 
 
 async def _announce(

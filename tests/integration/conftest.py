@@ -13,8 +13,9 @@ from harness.broker import EmbeddedBroker
 from learners.edge_node import EdgeNode
 from models.registry import AdapterRegistry
 from scenarios.generator import BASE_INTENTS, sample
-from streams.kafka import ensure_topics
-from streams.schemas import ServedTurn, TurnBatch
+from streams import topics
+from streams.kafka import consumer, ensure_topics, producer
+from streams.schemas import AdapterEvent, ChatInbound, ChatTurn, ServedTurn, TurnBatch, decode
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -58,3 +59,50 @@ def bootstrap_node(settings: Settings, node_id: str, seed: int, per_intent: int 
         [e.label for e in seeds],
         settings.edge_options(),
     )
+
+
+async def ask(
+    s: Settings, node: str, texts: list[str], tag: str, timeout: float = 90
+) -> list[ChatTurn]:
+    """Send ``texts`` to edge node ``node`` and wait for every answer on chat.turns."""
+    ids = {f"{tag}-{i}" for i in range(len(texts))}
+    async with producer(s) as p:
+        for i, text in enumerate(texts):
+            record = ChatInbound(turn_id=f"{tag}-{i}", node_id=node, text=text)
+            await p.send(s.topic_prefix + topics.CHAT_INBOUND, record.dumps(), key=node.encode())
+        await p.flush()
+    got: dict[str, ChatTurn] = {}
+    async with consumer(s, [s.topic_prefix + topics.CHAT_TURNS]) as c:
+        deadline = time.monotonic() + timeout
+        while ids - set(got) and time.monotonic() < deadline:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    for turn in decode(TurnBatch, m.value).chat_turns():
+                        if turn.turn_id in ids:
+                            got[turn.turn_id] = turn
+    assert set(got) == ids, f"{len(ids - set(got))} turns were not answered"
+    return [got[f"{tag}-{i}"] for i in range(len(texts))]
+
+
+async def adapter_event(
+    s: Settings,
+    node: str,
+    statuses: tuple[str, ...] = ("published", "rejected", "skipped"),
+    batch_id: str | None = None,
+    timeout: float = 180,
+) -> AdapterEvent:
+    """The first adapter event of ``node`` with one of ``statuses`` (and, given a
+    ``batch_id``, the decision on that batch: not an earlier event of the same kind)."""
+    async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    event = AdapterEvent.model_validate_json(m.value)
+                    if (
+                        event.node_id == node
+                        and event.status in statuses
+                        and (batch_id is None or batch_id in event.batch_ids)
+                    ):
+                        return event
+    raise TimeoutError(f"no adapter event {statuses}")

@@ -13,7 +13,6 @@ import torch
 from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError, _Head
 from learners.gate import EvalGate
 from learners.options import EdgeOptions, TrainOptions
-from learners.replay import ClassBalancedReplay
 from learners.trainer import IncrementalTrainer, TrainingGuardError
 from models.end_model import EndModel
 from models.registry import AdapterRegistry
@@ -28,8 +27,7 @@ def options(encoder: Path, **changes: object) -> EdgeOptions:
     base = EdgeOptions(
         encoder_path=str(encoder),
         max_length=16,
-        train=TrainOptions(learning_rate=1e-2, steps=3, replay_sample=8, seed=1),
-        replay_per_class=8,
+        train=TrainOptions(learning_rate=1e-2, steps=3, seed=1),
         holdout_every=0,
     )
     return EdgeOptions(**{**base.__dict__, **changes})  # type: ignore[arg-type]
@@ -214,6 +212,30 @@ def test_consolidation_adapts_the_encoder_and_reembeds_the_memory(
     assert not node.consolidation_due()
 
 
+def test_the_fast_path_learns_while_a_consolidation_runs(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    """A consolidation begun, a batch learnt (and served) before it ends: the consolidated
+    version keeps that batch's intent, its examples embedded under the new encoder."""
+    node = make_node(tiny_encoder, tmp_path, consolidate_every=4, gate=LENIENT)
+    node.apply_batch("b1", batch("x", "track", n=4))
+    job = node.begin_consolidation()
+    assert job is not None and node.begin_consolidation() is None  # one at a time
+    during = node.apply_batch("b2", batch("gift", "gift_card_balance", n=4))
+    assert during.status == "published" and during.labels_added == ["gift_card_balance"]
+    assert node.predict(["gift gift_card_balance example 1"])[0][0].intent == "gift_card_balance"
+    assert "gift-0" not in job.ids
+    job.run()
+    out = node.finish_consolidation(job)
+    assert out.status == "published", out.reason
+    assert node.encoder_version == out.version and out.parent == during.version
+    assert "gift_card_balance" in node.serving.labels
+    ids, texts, _ = node.memory.examples()
+    assert "gift-0" in ids
+    assert np.allclose(node.memory.vectors(), node.serving.embed(texts), atol=1e-5)
+    assert node.begin_consolidation() is not None  # the next one may begin
+
+
 def test_a_consolidation_that_makes_the_weights_blow_up_is_refused(
     tiny_encoder: Path, tmp_path: Path
 ) -> None:
@@ -238,7 +260,7 @@ def test_a_consolidation_that_makes_the_weights_blow_up_is_refused(
 def test_trainer_refuses_empty_and_mismatched_batches(tiny_encoder: Path) -> None:
     model = EndModel(tiny_encoder, max_length=16)
     model.fit_head(SEED_TEXTS, SEED_LABELS)
-    trainer = IncrementalTrainer(model, ClassBalancedReplay(4), TrainOptions(steps=1))
+    trainer = IncrementalTrainer(model, TrainOptions(steps=1))
     with pytest.raises(TrainingGuardError):
         trainer.train([], [])
     with pytest.raises(TrainingGuardError):
@@ -249,10 +271,8 @@ def test_training_is_deterministic_given_a_seed(tiny_encoder: Path) -> None:
     def run() -> list[float]:
         model = EndModel(tiny_encoder, max_length=16)
         model.fit_head(SEED_TEXTS, SEED_LABELS)
-        replay = ClassBalancedReplay(4, seed=3)
-        replay.extend(zip(SEED_TEXTS, SEED_LABELS, strict=True))
-        trainer = IncrementalTrainer(model, replay, TrainOptions(steps=3, seed=3))
-        report = trainer.train(SEED_TEXTS[:3], SEED_LABELS[:3])
+        trainer = IncrementalTrainer(model, TrainOptions(steps=3, seed=3, max_batch=4))
+        report = trainer.train(SEED_TEXTS, SEED_LABELS)
         return [report.loss_first, report.loss_last]
 
     assert run() == run()

@@ -44,7 +44,7 @@ def test_component_configs_take_their_defaults_from_one_place() -> None:
 
 
 def test_settings_reach_the_component_configs() -> None:
-    s = Settings(lora_r=4, steps_per_batch=2, gate_tolerance=0.05, drift_min_turns=9)
+    s = Settings(lora_r=4, consolidate_steps=2, gate_tolerance=0.05, drift_min_turns=9)
     edge, drift = s.edge_options(), s.drift_config()
     assert (edge.lora.r, edge.train.steps, edge.gate.tolerance) == (4, 2, 0.05)
     assert drift.min_turns == 9 and drift.threshold == DriftConfig().threshold
