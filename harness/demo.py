@@ -213,7 +213,12 @@ def summarise(
                 "status": a["status"],
                 "version": a["candidate"] or a["version"],
                 "batches": len(a["batch_ids"]),
-                "train_seconds": round(a["metrics"].get("train_seconds", 0.0), 2),
+                "learn_seconds": round(
+                    a["metrics"].get("refit_seconds")
+                    or a["metrics"].get("consolidation_seconds")
+                    or 0.0,
+                    2,
+                ),
                 "holdout_accuracy": a["metrics"].get("holdout_accuracy"),
                 "labels_added": a["labels_added"],
             }

@@ -153,6 +153,13 @@ class Replay:
                     "examples": len(tb.examples),
                     "sources": dict(sources),
                     "turns_served": len(self.served),
+                    # (stream index, label) of the teacher's examples: the loop bench's
+                    # same-labels peers learn them when this batch arrived
+                    "teacher_labels": [
+                        (truth[e.turn_id].index, e.label)
+                        for e in tb.examples
+                        if e.source == "teacher" and e.turn_id in truth
+                    ],
                 }
             )
         elif name == topics.ADAPTERS_EVENTS:

@@ -19,6 +19,7 @@ from streams.agents import REGISTER
 from streams.context import Context
 from streams.kafka import faust_credentials
 from streams.settings import Settings
+from streams.transport import App
 
 
 def create_app(
@@ -30,7 +31,7 @@ def create_app(
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {', '.join(topics.ROLES)}")
     if not settings.broker:
         raise ValueError("ECC_BROKER is empty: give the Kafka bootstrap servers (host:port)")
-    app = faust.App(
+    app = App(
         topics.group_id(settings.app_id, roles),
         broker=[f"kafka://{b}" for b in settings.broker.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -51,6 +52,7 @@ def create_app(
         # trip and left the drift worker idle half the time (measured, issue 4).
         consumer_max_fetch_size=16 * 1024 * 1024,
         autodiscover=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     ctx = Context(settings=settings, app=app, names=topics.TopicNames(settings.topic_prefix))
     for role in roles:

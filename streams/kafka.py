@@ -140,6 +140,7 @@ async def consumer(
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer without a group reading ``topics`` from the beginning."""
     extra.setdefault("auto_offset_reset", "earliest")
+    extra.setdefault("fetch_max_wait_ms", settings.fetch_max_wait_ms)
     extra.setdefault("enable_auto_commit", False)
     c = AIOKafkaConsumer(*topics, **client_options(settings), **extra)
     await c.start()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.bench.arms import ARM_NAMES, ARMS
+from harness.bench.peers import SAME_LABELS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
     from scenarios.scenario import Scenario
 
 COLOURS = {"system": "tab:red", "static": "tab:gray", "river": "tab:blue", "periodic": "tab:green"}
+SAME_LABELS_STYLE = ":"  # the peers with the system's labels: dotted, in their peer's colour
+
+
+def _style(arm: str) -> dict[str, Any]:
+    peer = arm.removesuffix(SAME_LABELS)
+    return {"color": COLOURS[peer], "linestyle": SAME_LABELS_STYLE if arm != peer else "-"}
 
 
 def _pyplot() -> Any:
@@ -97,14 +104,14 @@ def plot_accuracy(
     x = [r["index"] for r in rows]
     for arm in ARMS:
         y = rolling([r[arm] == r["label"] for r in rows], window)
-        axes[0].plot(x, 100 * y, color=COLOURS[arm], label=ARM_NAMES[arm], linewidth=1.4)
+        axes[0].plot(x, 100 * y, label=ARM_NAMES[arm], linewidth=1.4, **_style(arm))
     axes[0].set_title(f"{report['scenario']['name']}: accuracy on the last {window} turns served")
     fresh = [r for r in rows if r["label"] in new and r["index"] >= onset]
     if fresh:
         w = max(10, min(100, len(fresh) // 10))
         for arm in ARMS:
             y = rolling([r[arm] == r["label"] for r in fresh], w)
-            axes[1].plot([r["index"] for r in fresh], 100 * y, color=COLOURS[arm], linewidth=1.4)
+            axes[1].plot([r["index"] for r in fresh], 100 * y, linewidth=1.4, **_style(arm))
         axes[1].set_title(f"new intents ({', '.join(sorted(new))}): last {w} of their turns")
     else:
         axes[1].set_title("no new intents in this scenario")

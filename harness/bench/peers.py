@@ -169,6 +169,9 @@ class PeerRun:
 
 
 PEERS = ("static", "river", "periodic")
+SAME_LABELS = "_same_labels"
+"""The suffix of a peer arm that learns every label the system learnt (the users' and the
+teacher's), beside the arm that learns the users' labels only."""
 
 
 def replay(
@@ -179,12 +182,15 @@ def replay(
     period: int,
     eval_x: Vectors | None = None,
     river_lr: float | None = None,
+    late: dict[int, list[tuple[int, str]]] | None = None,
 ) -> dict[str, PeerRun]:
     """Prequential predictions of the static, river and periodic-retraining peers.
 
     ``labels_at`` maps a stream index to the label its feedback gave; a peer predicts turn
-    ``i`` first, then learns its label if it has one. ``eval_x`` is predicted by each
-    peer's final state. ``river_lr`` None: river's learning rate is tuned on the seeds.
+    ``i`` first, then learns its label if it has one. ``late`` maps a stream index ``i``
+    to labels of earlier turns that arrive then, ``(j, label)`` (the teacher's, say): they
+    are learnt after turn ``i`` is predicted. ``eval_x`` is predicted by each peer's final
+    state. ``river_lr`` None: river's learning rate is tuned on the seeds.
 
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> stream = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
@@ -193,6 +199,9 @@ def replay(
     (['a', 'a', 'a', 'a'], ['a', 'a', 'b', 'b'], ['a', 'b'])
     """
     eval_x = np.zeros((0, stream_x.shape[1])) if eval_x is None else eval_x
+    learn_at: dict[int, list[tuple[int, str]]] = {i: [(i, y)] for i, y in labels_at.items()}
+    for i, arrived in (late or {}).items():
+        learn_at.setdefault(min(i, len(stream_x) - 1), []).extend(arrived)
     out: dict[str, PeerRun] = {}
 
     started = time.process_time()
@@ -210,8 +219,8 @@ def replay(
     river_out: list[str] = []
     for i, v in enumerate(stream_x):
         river_out.append(river.predict(v))
-        if (given := labels_at.get(i)) is not None:
-            river.learn(v, given)
+        for j, given in learn_at.get(i, ()):
+            river.learn(stream_x[j], given)
     river_eval = [river.predict(v) for v in eval_x]
     out["river"] = PeerRun(
         river_out, river_eval, time.process_time() - started, {"learning_rate": river.learning_rate}
@@ -225,8 +234,8 @@ def replay(
         if i and i % period == 0 and len(seen_y) > len(seed_labels):
             current = fit_logistic(np.stack(seen_x), seen_y)
         periodic_out.append(str(current.predict(v[None, :])[0]))
-        if (given := labels_at.get(i)) is not None:
-            seen_x.append(v)
+        for j, given in learn_at.get(i, ()):
+            seen_x.append(stream_x[j])
             seen_y.append(given)
     if len(seen_y) > len(seed_labels):  # the final state knows every label of the stream
         current = fit_logistic(np.stack(seen_x), seen_y)

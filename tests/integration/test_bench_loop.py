@@ -69,8 +69,19 @@ def test_report_structure_and_printed_table(run: tuple[Path, str]) -> None:
         for key in ("accuracy", "before_onset", "after_onset", "eval_accuracy"):
             assert 0.0 <= figures[key] <= 1.0, (arm, key)
         assert figures["cpu_seconds"] > 0, arm
-    for key in ("final_accuracy_gap_to_periodic_points", "recovery_speedup_vs_river"):
-        assert key in report["goals"]
+    for key in (
+        "final_accuracy_gap_to_periodic_points",
+        "final_accuracy_gap_to_periodic_user_labels_points",
+        "recovery_speedup_vs_river",
+        "before_onset_gap_to_static_points",
+        "rejected_share",
+    ):
+        assert key in report["goals"], key
+    decided = [a["status"] for a in report["timeline"]["adapters"]]
+    candidates = decided.count("published") + decided.count("rejected")
+    assert report["goals"]["rejected_share"] == pytest.approx(
+        decided.count("rejected") / candidates
+    )
     assert report["turns"] == report["scenario"]["turns"] == 2000
     for name in ("accuracy.png", "per_intent.png", "teacher.png"):
         png = (folder / name).read_bytes()
@@ -112,6 +123,9 @@ def test_figures_agree_with_the_logged_predictions(run: tuple[Path, str]) -> Non
         assert report["arms"][arm]["labels_used"] == {"user": len(given), "teacher": 0}
     # ... and the system got each of them into a training batch: none lost on the way.
     assert report["arms"]["system"]["labels_used"]["user"] == len(given)
+    # The same-labels peers learnt the teacher's labels too: as many as the system did.
+    for arm in ("river_same_labels", "periodic_same_labels"):
+        assert report["arms"][arm]["labels_used"] == report["arms"]["system"]["labels_used"]
     assert report["user_feedback"] == dict(Counter(r["feedback"] for r in rows if r["feedback"]))
 
 

@@ -30,6 +30,14 @@ def test_a_turn_is_predicted_before_its_own_label_is_learnt() -> None:
     assert all(len(peer.final_eval) == 2 and peer.cpu_s >= 0 for peer in run.values())
 
 
+def test_a_late_label_is_learnt_when_it_arrives_not_at_its_turn() -> None:
+    seeds = np.stack([A, B])
+    stream = np.stack([C] * 6)
+    run = replay(seeds, ["a", "b"], stream, {}, period=1, late={3: [(0, "c"), (1, "c")]})
+    assert "c" not in run["river"].stream[:4] and "c" not in run["periodic"].stream[:4]
+    assert run["periodic"].stream[4:] == ["c", "c"]
+
+
 def test_without_feedback_the_periodic_peer_stays_the_static_one() -> None:
     seeds = np.stack([A, B])
     stream = np.stack([A, B, A, B])
