@@ -94,6 +94,13 @@ UPDATE_SECONDS = Histogram(
     ["node"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
 )
+SERVE_STAGE_SECONDS = Histogram(
+    "ecc_serve_stage_seconds",
+    "Seconds a served turn spent in each stage of the edge worker: inbound (produced to "
+    "fetched), queue (waiting for the model), inference, redact, encode, publish",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 CONSOLIDATING = Gauge(
     "ecc_consolidating", "1 while a LoRA consolidation of the node runs, else 0", ["node"]
 )

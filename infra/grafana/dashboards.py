@@ -402,6 +402,19 @@ PIPELINE = _dashboard(
             "s",
         ),
         _panel(
+            "Where an answer's time goes (per turn, mean over 5 m)",
+            "Seconds a served turn spends in each edge-worker stage: inbound (produced to "
+            "fetched), queue (waiting for the model), inference, redact, encode, publish.",
+            [
+                (
+                    "sum by (stage) (rate(ecc_serve_stage_seconds_sum[5m])) / "
+                    "sum by (stage) (rate(ecc_serve_stage_seconds_count[5m]))",
+                    "{{stage}}",
+                )
+            ],
+            "s",
+        ),
+        _panel(
             "Turns scored by the drift agent (per second)",
             "Should follow turns served.",
             [(f"sum by (node) (rate(ecc_drift_turns_scored_total{{{N}}}[1m]))", "{{node}}")],

@@ -26,6 +26,7 @@ from learners.edge_node import (
 )
 from streams import metrics, topics
 from streams.context import Context
+from streams.microbatch import MicroBatches
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
@@ -36,16 +37,38 @@ from streams.schemas import (
 
 R = TypeVar("R", ChatInbound, TrainingBatch)
 
+STAGE = metrics.SERVE_STAGE_SECONDS
+WAITING_BATCHES = 4  # micro-batches a worker queues before it stops taking turns
 LEARN_COALESCE = 16  # most training batches of one node learnt as one update
 ROLLBACK_POLL_S = 5.0  # how often a worker checks its nodes' registry pointer
 
 
 def register(ctx: Context) -> None:
+    waiting: MicroBatches[tuple[Any, float]] = MicroBatches(
+        ctx.settings.infer_batch, WAITING_BATCHES * ctx.settings.infer_batch
+    )
+
     @ctx.app.agent(ctx.topic(topics.CHAT_INBOUND), name="edge-serve")
     async def edge_serve(stream: Any) -> None:
-        async for events in stream.take_events(ctx.settings.infer_batch, within=0.05):
+        # Acked once answered (serve_waiting), so a crash redelivers what was not.
+        async for event in stream.noack().events():
+            await waiting.put((event, time.time()))
+
+    @ctx.app.task
+    async def serve_waiting() -> None:
+        """Whatever is waiting, the moment the model is free: no window to fill."""
+        while True:
+            taken = await waiting.take()
+            now = time.time()
+            for event, arrived in taken:
+                produced = event.message.timestamp or arrived
+                STAGE.labels("inbound").observe(max(arrived - produced, 0.0))
+                STAGE.labels("queue").observe(now - arrived)
+            events = [event for event, _ in taken]
             async for node, records in per_node(ctx, events, ChatInbound):
                 await serve(ctx, node, records)
+            for event in events:  # answered (or dead-lettered): safe to commit
+                event.ack()
 
     @ctx.app.agent(ctx.topic(topics.TRAINING_BATCHES), name="edge-learn")
     async def edge_learn(stream: Any) -> None:
@@ -94,11 +117,11 @@ async def per_node(
 
 
 async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:
-    started = time.perf_counter()
+    clock = _Stages(len(records))
     preds, version, encoder = await ctx.run(
         ctx.infer_pool, node.predict_versions, [r.text for r in records]
     )
-    metrics.INFER_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+    metrics.INFER_SECONDS.labels(node.node_id).observe(clock.lap("inference"))
     now = time.time()
     served = []
     redacted: Counter[str] = Counter()
@@ -116,9 +139,30 @@ async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> Non
         )
         metrics.TURNS.labels(node.node_id, pred.intent).inc()
         metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
+    clock.lap("redact")
     embeddings = np.stack([pred.embedding for pred in preds])
     batch = TurnBatch.of(node.node_id, version, served, embeddings, now, dict(redacted), encoder)
-    await ctx.send(topics.CHAT_TURNS, batch, key=node.node_id)
+    value = batch.dumps()
+    clock.lap("encode")
+    await ctx.topic(topics.CHAT_TURNS).send(key=node.node_id.encode(), value=value)
+    clock.lap("publish")
+
+
+class _Stages:
+    """Seconds of each serving stage, observed once per turn of the micro-batch (so the
+    stages of a turn add up to its time in the worker)."""
+
+    def __init__(self, turns: int) -> None:
+        self.turns = turns
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> float:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        child = STAGE.labels(stage)
+        for _ in range(self.turns):
+            child.observe(seconds)
+        return seconds
 
 
 async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> None:
