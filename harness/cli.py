@@ -22,11 +22,13 @@ from harness.options import (
     LEARNER_QUICK_STREAM,
     LEARNER_QUICK_TEST,
     LOOP_BENCH_RATE,
+    SERVING_QUICK,
     TEACHER_QUICK_TURNS,
     WEBHOOK_BENCH_S,
     DemoOptions,
     DriftBenchOptions,
     LearnerBenchOptions,
+    ServingBenchOptions,
     SoakOptions,
     TeacherBenchOptions,
 )
@@ -40,6 +42,7 @@ DEMO, SOAK, DRIFT, TEACHER = (
     TeacherBenchOptions(),
 )
 LEARNER = LearnerBenchOptions()
+SERVING = ServingBenchOptions()
 
 
 def _replay_options(rate: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -296,6 +299,50 @@ def bench_teacher(
     specs = _datasets(datasets)
     o = TeacherBenchOptions(turns=TEACHER_QUICK_TURNS if quick else turns, budget_per_minute=budget)
     run_teacher_bench(specs, o, out, settings_from_env())
+
+
+@bench.command("serving")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="Dataset whose test texts are served (its seeds bootstrap the node). Default: the "
+    "generator.",
+)
+@click.option(
+    "--quick", is_flag=True, help="Short load points (6 s each) and a small burst, for CI."
+)
+@click.option(
+    "--seconds-per-point",
+    type=float,
+    default=SERVING.seconds_per_point,
+    show_default=True,
+    help="Seconds each load point is offered.",
+)
+@_out_option("reports/bench-serving", "serving.json and latency.png")
+def bench_serving(data: str | None, quick: bool, seconds_per_point: float, out: Path) -> None:
+    """Answers through the embedded broker and a real edge worker: latency against load.
+
+    Measures the model alone and the raw broker round trip, the most turns per second the
+    worker answers, then offers 25, 50 and 90 % of that, first with the learner idle, then
+    busy (a LoRA consolidation and a head refit every few seconds). See
+    harness/bench/serving.py.
+    """
+    import dataclasses
+
+    from harness.bench.learner import plan_stream
+    from harness.bench.serving import run_serving
+    from scenarios.datasets import load_dataset
+    from scenarios.generator import generated_dataset
+
+    o = (
+        SERVING_QUICK
+        if quick
+        else dataclasses.replace(SERVING, seconds_per_point=seconds_per_point)
+    )
+    dataset = load_dataset(data) if data else generated_dataset(o.seed)
+    plan = plan_stream(dataset, LearnerBenchOptions(seed=o.seed))
+    texts = [e.text for e in plan.test][:2000]
+    run_serving(plan.seeds, texts, plan.stream, settings_from_env(), out, o)
 
 
 @bench.command("webhook")

@@ -77,6 +77,21 @@ class LearnerBenchOptions:
     seed: int = 7
 
 
+@dataclass(frozen=True)
+class ServingBenchOptions:
+    shares: tuple[float, ...] = (0.25, 0.5, 0.9)
+    """Offered load, as shares of the measured maximum."""
+    seconds_per_point: float = 20.0
+    burst_turns: int = 1500
+    round_trips: int = 200
+    learn_every_s: float = 2.0
+    """While the learner is busy: a training batch this often, beside a LoRA
+    consolidation that runs for the whole busy phase."""
+    seed: int = 7
+
+
+SERVING_QUICK = ServingBenchOptions(seconds_per_point=6.0, burst_turns=400, round_trips=50)
+
 DRIFT_QUICK = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
 """``ecc bench drift --quick``: short streams, one seed."""
 TEACHER_QUICK_TURNS = 2000

@@ -15,7 +15,7 @@ from harness.bench.learner import (
 )
 from harness.bench.report import environment, fmt, plot_curve, table, write_json
 from harness.console import say
-from harness.options import LearnerBenchOptions
+from harness.options import SERVING_QUICK, LearnerBenchOptions
 from scenarios.datasets import LabelledData, load_dataset
 from scenarios.generator import generated_dataset
 from streams.settings import Settings
@@ -54,7 +54,7 @@ def run_learner_bench(
 
         say("[4/4] serving through the embedded broker and a real edge worker")
         texts = [e.text for e in plan.test][:1000]
-        serve = run_serving(plan.seeds, texts, settings, out)
+        serve = run_serving(plan.seeds, texts, plan.stream, settings, out, SERVING_QUICK)
     report = {
         "benchmark": "learner",
         "data": data.name,
@@ -139,13 +139,18 @@ def render(r: dict[str, Any], out: Path) -> str:
         rows += [
             (
                 "model alone utt/s (batch " + str(s["infer_batch"]) + ")",
-                fmt(s["model_utterances_per_s"]),
+                fmt(s["model_alone_utt_per_s"]),
             ),
-            ("served via broker turns/s (burst)", fmt(s["burst"]["turns_per_s"])),
+            ("served via broker turns/s (burst)", fmt(s["max_turns_per_s"])),
+        ]
+        rows += [
             (
-                f"latency ms p50 / p99 at {s['paced']['offered_turns_per_s']:.0f}/s",
-                f"{fmt(s['paced']['latency_ms_p50'])} / {fmt(s['paced']['latency_ms_p99'])}",
-            ),
+                f"latency ms p50 / p99 at {p['offered_turns_per_s']:.0f}/s"
+                + (", learner busy" if p["learning"] else ""),
+                f"{fmt(p['latency_ms_p50'])} / {fmt(p['latency_ms_p99'])}",
+            )
+            for p in s["load_points"]
+            if p["offered_share"] == 0.5
         ]
     rows.append(("report", f"{out / 'learner.json'}, {out / 'prequential.png'}"))
     return "\n==== ecc bench learner " + "=" * 40 + "\n" + table(rows) + "\n"
