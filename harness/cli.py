@@ -219,6 +219,12 @@ def _datasets(datasets: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="Also measure serving through a real broker and edge worker.",
 )
+@click.option(
+    "--lora-ablation",
+    is_flag=True,
+    help="After the stream, one LoRA consolidation (ECC_CONSOLIDATE_STEPS steps) over the "
+    "node's memory: test accuracy of the head alone against head + LoRA.",
+)
 @_out_option("reports/bench-learner", "learner.json and the prequential-accuracy plot")
 @click.option("--seed", type=int, default=LEARNER.seed, show_default=True)
 def bench_learner(
@@ -227,21 +233,26 @@ def bench_learner(
     stream_limit: int | None,
     test_limit: int | None,
     serving: bool,
+    lora_ablation: bool,
     out: Path,
     seed: int,
 ) -> None:
     """The edge learner on real data next to river and offline peers; latency; serving.
 
     Starts each node from 10 labelled examples per intent and streams the rest of the
-    training split as 32-example feedback batches through the production learner (LoRA,
-    replay, held-out gate). See harness/bench/learner.py for every figure's definition.
+    training split as 32-example feedback batches through the production learner (memory,
+    head refit, held-out gate; LoRA consolidation if ECC_CONSOLIDATE_EVERY is set). See
+    harness/bench/learner.py for every figure's definition.
     """
     from harness.bench.run import run_learner_bench
 
     if quick:
         stream_limit = stream_limit or LEARNER_QUICK_STREAM
         test_limit = test_limit or LEARNER_QUICK_TEST
-    run_learner_bench(data, stream_limit, test_limit, serving, out, seed, settings_from_env())
+    o = LearnerBenchOptions(
+        stream_limit=stream_limit, test_limit=test_limit, lora_ablation=lora_ablation, seed=seed
+    )
+    run_learner_bench(data, o, serving, out, settings_from_env())
 
 
 @bench.command("drift")

@@ -74,6 +74,9 @@ class LearnerBenchOptions:
     """Share of intents (group A) that appear only in the first half of the stream."""
     curve_points: int = 25
     """Points of the prequential-accuracy curves."""
+    lora_ablation: bool = False
+    """After the stream, one LoRA consolidation over the node's memory: test accuracy of
+    the head alone against head + LoRA (what the slow path adds)."""
     seed: int = 7
 
 

@@ -306,18 +306,20 @@ class EdgeNode:
         vectors = self.serving.embed([e.text for e in examples], locked=False)
         held = [i for i, e in enumerate(examples) if self.router.is_holdout(e.example_id)]
         train = [i for i, e in enumerate(examples) if not self.router.is_holdout(e.example_id)]
-        for memory, rows in ((self.holdout, held), (self.memory, train)):
-            memory.add(
-                [examples[i].example_id for i in rows],
-                [examples[i].text for i in rows],
-                [examples[i].label for i in rows],
-                vectors[rows] if rows else np.zeros((0, self.serving.dim), np.float32),
-            )
-        if not train:
+        # what the held-out set cannot keep is trained on: no label is wasted
+        spare = self.holdout.add(*_columns(examples, held, vectors, self.serving.dim))
+        ids_, texts, labels, rows = _columns(examples, train, vectors, self.serving.dim)
+        self.memory.add(
+            [*ids_, *(k.example_id for k in spare)],
+            [*texts, *(k.text for k in spare)],
+            [*labels, *(k.label for k in spare)],
+            np.concatenate([rows, np.array([k.vector for k in spare]).reshape(-1, rows.shape[1])]),
+        )
+        if not train and not spare:
             self._save_memory(memory=False)
             self._remember(ids)
             return self._outcome("skipped", None, "every example went to the held-out set", [], {})
-        self.labels_since_consolidation += len(train)
+        self.labels_since_consolidation += len(train) + len(spare)
         started = time.perf_counter()
         try:
             candidate = self._refit(self.memory.vectors(), self.serving)
@@ -550,6 +552,19 @@ def _fit(
         init=warm,
         max_iter=options.head_max_iter,
         tolerance=options.head_tolerance,
+    )
+
+
+def _columns(
+    examples: Sequence[LabelledText], rows: list[int], vectors: Array, dim: int
+) -> tuple[list[str], list[str], list[str], Array]:
+    """Ids, texts, labels and embeddings of ``examples[rows]``."""
+    picked = vectors[rows] if rows else np.zeros((0, dim), np.float32)
+    return (
+        [examples[i].example_id for i in rows],
+        [examples[i].text for i in rows],
+        [examples[i].label for i in rows],
+        picked,
     )
 
 

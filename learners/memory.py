@@ -15,9 +15,9 @@ atomically and read without pickle.
 
 >>> import numpy as np
 >>> m = ExampleMemory(per_class=2, dim=2)
->>> m.add(["e1", "e2", "e3"], ["hi", "hello", "hey"], ["greet"] * 3, np.eye(3, 2))
->>> len(m), m.seen("greet")
-(2, 3)
+>>> left = m.add(["e1", "e2", "e3"], ["hi", "hello", "hey"], ["greet"] * 3, np.eye(3, 2))
+>>> len(m), m.seen("greet"), len(left)
+(2, 3, 1)
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ from typing import Any
 import numpy as np
 
 Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One labelled example with its embedding."""
+
+    example_id: str
+    text: str
+    label: str
+    vector: Array
 
 
 @dataclass
@@ -79,10 +89,15 @@ class ExampleMemory:
         texts: Sequence[str],
         labels: Sequence[str],
         vectors: Array,
-    ) -> None:
-        """Offer examples (an id already kept is ignored: a redelivered batch adds nothing)."""
+    ) -> list[Kept]:
+        """Offer examples (an id already kept is ignored: a redelivered batch adds nothing).
+
+        Returns the examples this memory does not keep: offered and turned away, or put
+        out by a newer one (the node trains on its held-out set's, so no label is lost).
+        """
         if not len(example_ids) == len(texts) == len(labels) == len(vectors):
             raise ValueError("ids, texts, labels and vectors differ in length")
+        out: list[Kept] = []
         for example_id, text, label, vector in zip(
             example_ids, texts, labels, vectors, strict=True
         ):
@@ -92,21 +107,24 @@ class ExampleMemory:
             intent.seen += 1
             row = np.asarray(vector, dtype=np.float32)
             if len(intent.ids) < self.per_class:
-                slot = len(intent.ids)
                 intent.ids.append(example_id)
                 intent.texts.append(text)
                 intent.vectors.append(row)
             else:
                 slot = zlib.crc32(example_id.encode()) % intent.seen
                 if slot >= self.per_class:
+                    out.append(Kept(example_id, text, label, row))
                     continue
-                self._ids.discard(intent.ids[slot])
+                evicted = intent.ids[slot]
+                out.append(Kept(evicted, intent.texts[slot], label, intent.vectors[slot]))
+                self._ids.discard(evicted)
                 intent.ids[slot], intent.texts[slot], intent.vectors[slot] = (
                     example_id,
                     text,
                     row,
                 )
             self._ids.add(example_id)
+        return out
 
     def examples(self) -> tuple[list[str], list[str], list[str]]:
         """Ids, texts and labels of every kept example, intent by intent (a stable order,

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -33,11 +34,15 @@ from tqdm import tqdm
 from harness.bench.peers import C_GRID, RiverPeer, fit_logistic, tune_river
 from harness.options import LearnerBenchOptions
 from learners.edge_node import EdgeNode, LabelledText
-from learners.gate import Scores
+from learners.gate import EvalGate, Scores
 from learners.options import EdgeOptions
 from models.encoder import Encoder
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example, LabelledData
+
+OPEN_GATE = EvalGate(
+    tolerance=1.0, intent_tolerance=1.0, cumulative_tolerance=1.0, cumulative_intent_tolerance=1.0
+)
 
 
 @dataclass
@@ -157,6 +162,9 @@ def run_edge_learner(
             if seen >= plan.half and not mid_pred:
                 mid_pred = test_predictions()
         end_pred = test_predictions()
+        ablation = (
+            _lora_ablation(node, plan, end_pred, test_predictions) if o.lora_ablation else None
+        )
         single = []
         for e in plan.test[:200]:
             t = time.perf_counter()
@@ -178,6 +186,7 @@ def run_edge_learner(
             },
             "updates": statuses,
             "versions": node.version,
+            "lora_ablation": ablation,
             "setup": {
                 "head_c": options.head_c,
                 "memory_per_class": options.memory_per_class,
@@ -200,6 +209,40 @@ def run_edge_learner(
                 "swap_pause_ms_max": 1000 * max(node.swap_seconds, default=float("nan")),
             },
         }
+
+
+def _lora_ablation(
+    node: EdgeNode,
+    plan: StreamPlan,
+    head_only: list[str],
+    test_predictions: Callable[[], list[str]],
+) -> dict[str, Any]:
+    """One consolidation over the node's whole memory, after the stream: the test accuracy
+    of the head alone against the head refitted on the LoRA-adapted encoder. The gate is
+    opened for it (so the comparison is always made); its held-out figures are kept."""
+    truth = [e.label for e in plan.test]
+    strict = node.options
+    node.options = dataclasses.replace(strict, gate=OPEN_GATE)
+    started = time.perf_counter()
+    try:
+        outcome = node.consolidate()
+    finally:
+        node.options = strict
+    seconds = time.perf_counter() - started
+    lora = test_predictions() if outcome.status == "published" else head_only
+    head_acc, lora_acc = _acc(truth, head_only), _acc(truth, lora)
+    return {
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "steps": strict.train.steps,
+        "learning_rate": strict.train.learning_rate,
+        "consolidation_s": seconds,
+        "holdout_accuracy_head_only": outcome.metrics.get("holdout_accuracy_before"),
+        "holdout_accuracy_head_lora": outcome.metrics.get("holdout_accuracy"),
+        "head_only_test_accuracy": head_acc,
+        "head_lora_test_accuracy": lora_acc,
+        "gain_points": 100 * (lora_acc - head_acc),
+    }
 
 
 def _curve_every(n_batches: int, o: LearnerBenchOptions) -> int:

@@ -23,16 +23,13 @@ from streams.settings import Settings
 
 def run_learner_bench(
     data_path: str | None,
-    stream_limit: int | None,
-    test_limit: int | None,
+    o: LearnerBenchOptions,
     serving: bool,
     out: Path,
-    seed: int,
     settings: Settings,
 ) -> dict[str, Any]:
     started = time.time()
-    data: LabelledData = load_dataset(data_path) if data_path else generated_dataset(seed)
-    o = LearnerBenchOptions(stream_limit=stream_limit, test_limit=test_limit, seed=seed)
+    data: LabelledData = load_dataset(data_path) if data_path else generated_dataset(o.seed)
     plan = plan_stream(data, o)
     say(
         f"[1/4] {data.name}: {len(data.labels)} intents, {len(plan.seeds)} seed examples, "
@@ -118,6 +115,18 @@ def render(r: dict[str, Any], out: Path) -> str:
             f"{fmt(f['group_a_accuracy_at_end'], True)} at end ({f['group_a_intents']} intents)",
         ),
         ("updates", str(e["updates"])),
+        *(
+            [
+                (
+                    f"LoRA ablation ({ab['steps']} steps, {fmt(ab['consolidation_s'])} s)",
+                    f"head alone {fmt(ab['head_only_test_accuracy'], True)} -> head + LoRA "
+                    f"{fmt(ab['head_lora_test_accuracy'], True)} "
+                    f"({fmt(ab['gain_points'], digits=2)} points)",
+                )
+            ]
+            if (ab := e.get("lora_ablation"))
+            else []
+        ),
         (
             "batch-to-decision s p50 / p95",
             f"{fmt(lat['batch_to_decision_s_p50'], digits=2)} / "

@@ -113,6 +113,17 @@ def test_every_held_out_example_is_kept_apart(tiny_encoder: Path, tmp_path: Path
     assert node.version == 1
 
 
+def test_what_the_held_out_set_cannot_keep_is_trained_on(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    node = make_node(tiny_encoder, tmp_path, holdout_every=1, holdout_per_class=2, gate=LENIENT)
+    out = node.apply_batch("b1", batch("gift", "gift_card_balance", n=6))
+    assert node.holdout.count("gift_card_balance") == 2
+    assert node.memory.count("gift_card_balance") == 4  # none of the six labels wasted
+    assert not set(node.holdout.examples()[0]) & set(node.memory.examples()[0])
+    assert out.status == "published" and out.labels_added == ["gift_card_balance"]
+
+
 class CorruptingNode(EdgeNode):
     """Refits, then scrambles the head: a candidate the gate must never let serve."""
 
