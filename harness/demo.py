@@ -256,7 +256,10 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         f"-> annotations {s['teacher_annotations']}",
         f"training batches        {s['training_batches']} "
         f"(examples by source {s['batch_sources']})",
-        f"adapter updates         {s['adapter_events']}; versions {s['adapter_versions']}",
+        f"adapter updates         {s['adapter_events']}; versions "
+        + ", ".join(
+            f"{n} v{v[0]}..v{v[-1]} ({len(v)})" for n, v in s["adapter_versions"].items() if v
+        ),
         f"dead letters            {s['dead_letters'] or 'none'}",
         "stream accuracy         before drift {}, after drift before an update {}, "
         "last 20 % {} (drifted turns there {})".format(
