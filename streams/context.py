@@ -145,6 +145,9 @@ class Context:
                     self.settings.edge_options(),
                 )
                 metrics.ADAPTER_VERSION.labels(node_id).set(self._edges[node_id].version)
+                # a node that never consolidates still shows it: 0 running, 0 ended
+                metrics.CONSOLIDATING.labels(node_id).set(0)
+                metrics.CONSOLIDATION_SECONDS.labels(node_id)
         return self._edges[node_id]
 
     def loaded_edges(self) -> list[EdgeNode]:

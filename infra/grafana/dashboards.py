@@ -235,14 +235,14 @@ LEARNING = _dashboard(
             "s",
         ),
         _panel(
-            "LoRA consolidations (running, duration p50)",
-            "The slow path beside the fast one: 1 while a node's consolidation runs; "
-            "begin-to-decision seconds (training, re-embedding the memory, refit, gate).",
+            "LoRA consolidations (running; ended per hour)",
+            "The slow path beside the fast one: 1 while a node's consolidation runs; how many "
+            "ended in the last hour (their outcomes: adapters.events, and the updates panel).",
             [
                 (f"max by (node) (ecc_consolidating{{{N}}})", "{{node}} running"),
                 (
-                    quantile(0.5, "ecc_consolidation_seconds", window="1h", match=N),
-                    "p50 (s)",
+                    f"sum by (node) (increase(ecc_consolidation_seconds_count{{{N}}}[1h]))",
+                    "{{node}} ended",
                 ),
             ],
         ),
