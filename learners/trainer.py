@@ -64,7 +64,9 @@ class IncrementalTrainer:
         start = time.perf_counter()
         self._runs += 1
         torch.manual_seed(self.options.seed + self._runs)
-        added = self.model.add_labels(texts, labels)
+        # only the new intents' texts: their rows start at those texts' centroid
+        new = [i for i, y in enumerate(labels) if y in fresh]
+        added = self.model.add_labels([texts[i] for i in new], [labels[i] for i in new])
         params = self.model.trainable_parameters()
         optimiser = torch.optim.AdamW(params, lr=self.options.learning_rate, weight_decay=0.0)
         losses: list[float] = []

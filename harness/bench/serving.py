@@ -27,6 +27,7 @@ import numpy as np
 
 from harness.bench.report import environment, fmt, table, write_json
 from harness.broker import EmbeddedBroker
+from harness.clients import send_labelled
 from harness.console import say
 from harness.options import ServingBenchOptions
 from harness.processes import stop
@@ -36,8 +37,7 @@ from models.registry import AdapterRegistry
 from scenarios.datasets import Example
 from streams import topics
 from streams.kafka import consumer, ensure_topics, producer
-from streams.schemas import AdapterEvent, ChatInbound, TrainingBatch, TurnBatch, decode
-from streams.schemas import Example as LabelledExample
+from streams.schemas import AdapterEvent, ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 
 NODE = "bench-node"
@@ -148,25 +148,9 @@ class BusyLearner:
             await self._send()
 
     async def _send(self) -> None:
-        batch = TrainingBatch(
-            batch_id=f"busy-{self.sent}",
-            node_id=NODE,
-            examples=[
-                LabelledExample(
-                    example_id=f"busy-{self.sent}-{i}",
-                    turn_id=f"busy-turn-{self.sent}-{i}",
-                    text=e.text,
-                    label=e.label,
-                    source="feedback",
-                )
-                for i, e in enumerate(self.examples[(self.sent * 32) % len(self.examples) :][:32])
-            ],
-            created_at=time.time(),
-        )
-        async with producer(self.s) as p:
-            await p.send_and_wait(
-                self.s.topic_prefix + topics.TRAINING_BATCHES, batch.dumps(), key=NODE.encode()
-            )
+        chunk = self.examples[(self.sent * 32) % len(self.examples) :][:32]
+        pairs = [(e.text, e.label) for e in chunk]
+        await send_labelled(self.s, NODE, f"busy-{self.sent}", pairs)
         self.sent += 1
 
     async def _consolidating(self, timeout_s: float = 120) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness.clients import send_labelled
 from harness.processes import free_port, stop
 from harness.scrape import samples
 from harness.workers import start_worker
@@ -21,7 +22,7 @@ from models.registry import AdapterRegistry
 from scenarios.generator import sample
 from streams import topics
 from streams.kafka import consumer, ensure_topics, producer
-from streams.schemas import ChatInbound, Example, TrainingBatch, TurnBatch, decode
+from streams.schemas import ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 from tests.integration.conftest import adapter_event, ask, bootstrap_node
 
@@ -62,29 +63,8 @@ def test_edge_worker_learns_a_new_intent_and_serves_it(
     before = asyncio.run(ask(s, NODE, [e.text for e in fresh], "before"))
     assert all(t.intent != NEW_INTENT and t.adapter_version == 1 for t in before)
 
-    batch = TrainingBatch(
-        batch_id="b-new-intent",
-        node_id=NODE,
-        examples=[
-            Example(
-                example_id=f"ex-{i}",
-                turn_id=f"t-{i}",
-                text=e.text,
-                label=e.label,
-                source="feedback",
-            )
-            for i, e in enumerate(train)
-        ],
-        created_at=time.time(),
-    )
-
-    async def send_batch() -> None:
-        async with producer(s) as p:
-            await p.send_and_wait(
-                s.topic_prefix + topics.TRAINING_BATCHES, batch.dumps(), key=NODE.encode()
-            )
-
-    asyncio.run(send_batch())
+    pairs = [(e.text, e.label) for e in train]
+    batch = asyncio.run(send_labelled(s, NODE, "b-new-intent", pairs))
     event = asyncio.run(adapter_event(s, NODE, batch_id=batch.batch_id))
     assert event.status == "published", event.reason
     assert event.labels_added == [NEW_INTENT] and event.version == 2

@@ -21,13 +21,14 @@ from typing import Any
 
 import pytest
 
+from harness.clients import send_labelled
 from harness.processes import free_port, stop
 from harness.workers import start_webhook, start_worker
 from learners.holdout import HoldoutRouter
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
 from streams.kafka import consumer, ensure_topics, producer, read_all
-from streams.schemas import AdapterEvent, ChatInbound, Example, TrainingBatch, TurnBatch, decode
+from streams.schemas import AdapterEvent, ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 from streams.webhook.signing import sign
 from tests.integration.conftest import adapter_event, ask, bootstrap_node
@@ -115,29 +116,7 @@ def test_a_posted_label_serves_within_seconds_while_lora_consolidates(
     worker, url = processes
     s = busy_settings
     start = sample(BASE_INTENTS[:3], 4, seed=41)
-    kick = TrainingBatch(
-        batch_id="b-kick",
-        node_id=NODE,
-        examples=[
-            Example(
-                example_id=f"kick-{i}",
-                turn_id=f"k-{i}",
-                text=e.text,
-                label=e.label,
-                source="feedback",
-            )
-            for i, e in enumerate(start)
-        ],
-        created_at=time.time(),
-    )
-
-    async def send_kick() -> None:
-        async with producer(s) as p:
-            await p.send_and_wait(
-                s.topic_prefix + topics.TRAINING_BATCHES, kick.dumps(), key=NODE.encode()
-            )
-
-    asyncio.run(send_kick())
+    asyncio.run(send_labelled(s, NODE, "b-kick", [(e.text, e.label) for e in start]))
     began = asyncio.run(adapter_event(s, NODE, ("consolidating",)))
     assert began.metrics["memory_size"] > 0 and began.version == 2  # after the kick batch
 
