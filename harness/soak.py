@@ -313,17 +313,34 @@ async def _soak(
 async def _settle(
     settings: Settings, traffic: Traffic, nodes: tuple[str, ...], timeout: float
 ) -> None:
-    """Until every accepted labelling feedback is in a batch and every batch has been
-    decided on by its node's learner (or ``timeout``)."""
+    """Until the pipeline is quiet (or ``timeout``): every accepted labelling feedback is
+    in a batch, every batch has been decided on by its node's learner, and no teacher
+    request, annotation or batch has appeared for ``quiet_s``.
+
+    The last condition is what the audit needs: teacher annotations are trained on too, and
+    they come late (a thumbs-down asks the teacher, within its per-minute budget), so a
+    batch of them can be published after every user label has been learnt.
+    """
+    quiet_s = max(10.0, 3 * settings.batch_max_age_s)
     deadline = time.monotonic() + timeout
     want = {f"feedback:{f}" for f, info in traffic.accepted.items() if info["label"]}
+    last: tuple[int, ...] = ()
+    since = time.monotonic()
     while time.monotonic() < deadline:
         batches = [
             TrainingBatch.model_validate_json(m.value)
             for m in await read_all(settings, topics.TRAINING_BATCHES, idle_s=1.0)
         ]
+        upstream = [
+            len(await read_all(settings, t, idle_s=1.0))
+            for t in (topics.TEACHER_REQUESTS, topics.TEACHER_ANNOTATIONS)
+        ]
+        counts = (len(batches), *upstream)
+        if counts != last:
+            last, since = counts, time.monotonic()
         have = {e.example_id for b in batches for e in b.examples}
-        if want <= have and {b.batch_id for b in batches} <= _applied(settings, nodes):
+        done = want <= have and {b.batch_id for b in batches} <= _applied(settings, nodes)
+        if done and time.monotonic() - since >= quiet_s:
             return
         await asyncio.sleep(3)
 

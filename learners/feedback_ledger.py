@@ -9,9 +9,10 @@ each with the input record that brought it (:class:`SeenIds`).
 The agent (``streams/agents/feedback.py``) keeps these in a changelogged table and follows
 three rules, which together give at-least-once delivery made idempotent:
 
-1. A node's record is queued to the changelog while its input records are processed. Faust
-   flushes the producer before it commits offsets, so a committed offset is never ahead of
-   the stored state; after a crash the inputs after the stored offsets are read again.
+1. A node's record is written to the changelog, and acknowledged by the broker, before its
+   input records are acknowledged, so a committed offset is never ahead of the stored
+   state (``streams/state_table.py`` says why Faust's flush is not enough); after a crash
+   the inputs after the stored offsets are read again.
 2. A closed batch is in the stored outbox (flushed) before it is sent. A restarted worker
    sends its outbox again with the same batch ids; the learner skips an id it has applied.
 3. An input record at or below the node's stored offset is part of the state already and

@@ -27,7 +27,6 @@ import zlib
 from collections.abc import Awaitable
 from typing import Any
 
-import faust
 import numpy as np
 from faust.types import EventT
 
@@ -36,6 +35,7 @@ from learners.join import TurnCache
 from streams import metrics, topics
 from streams.context import Context
 from streams.schemas import AdapterEvent, DriftEvent, Feedback, TurnBatch
+from streams.state_table import StateTable
 
 log = logging.getLogger("ecc.drift")
 STATES = ("stable", "warning", "drifting", "recovering")
@@ -58,12 +58,7 @@ class DriftStore:
     def __init__(self, ctx: Context, monitor: DriftMonitor) -> None:
         self.ctx = ctx
         self.monitor = monitor
-        self.table = ctx.app.Table(
-            topics.DRIFT_STATE_TABLE,
-            default=None,
-            partitions=ctx.settings.topic_partitions,
-            schema=faust.Schema(key_serializer="json", value_serializer="json"),
-        )
+        self.table = StateTable(ctx.app, topics.DRIFT_STATE_TABLE, ctx.settings.topic_partitions)
         self.partition: dict[str, int] = {}
         self.last = time.monotonic()
 
@@ -82,7 +77,8 @@ class DriftStore:
         self.monitor.restore(node_id, {"node": node, "intents": intents})
 
     async def save(self, force: bool = False) -> None:
-        """Write dirty state if the checkpoint interval passed (or ``force``), and flush."""
+        """Write dirty state if the checkpoint interval passed (or ``force``); returns once
+        the broker has it, so the inputs it includes may be acknowledged."""
         if not force and time.monotonic() - self.last < self.ctx.settings.drift_checkpoint_s:
             return
         self.last = time.monotonic()
@@ -101,13 +97,10 @@ class DriftStore:
                 key = _shard_key(node_id, _shard(intent))
                 records.setdefault(key, (node_id, {}))[1][intent] = value
         for key, (node_id, value) in records.items():
-            self.table.data[key] = value
-            self.table.send_changelog(self.partition[node_id], key, value)
-        written = len(records)
-        if written:
-            metrics.DRIFT_CHECKPOINTS.inc(written)
-        if force and written:
-            await self.ctx.app.producer.flush()
+            self.table.put(key, value, self.partition[node_id])
+        if records:
+            metrics.DRIFT_CHECKPOINTS.inc(len(records))
+        await self.table.delivered()
 
     async def forget_all(self) -> None:
         """Partitions moved: save, then drop in-memory state (it reloads from the table)."""

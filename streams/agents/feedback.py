@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 from faust.types import EventT
 
 from learners.agreement import Agreement
@@ -39,6 +38,7 @@ from learners.join import TurnCache
 from streams import metrics, topics
 from streams.context import Context
 from streams.schemas import Example, Feedback, TeacherAnnotation, TrainingBatch, TurnBatch
+from streams.state_table import StateTable
 
 log = logging.getLogger("ecc.feedback")
 
@@ -62,25 +62,12 @@ class FeedbackStore:
         self.ledger = FeedbackLedger(FeedbackBatcher(s.batch_size, s.batch_max_age_s))
         self.seen = SeenIds(ttl_s=s.turn_ttl_s)
         self.turns: TurnCache[TurnInfo] = TurnCache(ttl_s=s.turn_ttl_s, max_items=MAX_TURNS)
-        self.table = ctx.app.Table(
-            topics.FEEDBACK_STATE_TABLE,
-            default=None,
-            partitions=s.topic_partitions,
-            schema=faust.Schema(key_serializer="json", value_serializer="json"),
-        )
+        self.table = StateTable(ctx.app, topics.FEEDBACK_STATE_TABLE, s.topic_partitions)
         self.loaded = False
         self.ready = False  # the table is recovered (between a rebalance and its end: not)
         self.lock = asyncio.Lock()
 
     # -- the table ----------------------------------------------------------------------
-
-    def _put(self, key: str, value: Any, partition: int) -> None:
-        self.table.data[key] = value
-        self.table.send_changelog(partition, key, value)
-
-    def _delete(self, key: str, partition: int) -> None:
-        if self.table.data.pop(key, None) is not None:
-            self.table.send_changelog(partition, key, None, value_serializer="raw")
 
     def ensure_loaded(self) -> None:
         """After a start or a rebalance: rebuild memory from the recovered table."""
@@ -127,41 +114,44 @@ class FeedbackStore:
             "intents": batch.intents,
             "exp": now + self.turns.ttl_s,
         }
-        self._put(key, value, origin[1])
+        self.table.put(key, value, origin[1])
 
     def claim(self, example_id: str, origin: Origin, now: float) -> bool:
         """Take ``example_id`` for the record at ``origin``; False for a duplicate."""
         if not self.seen.claim(example_id, origin, now):
             return False
         held, expiry = self.seen.entry(example_id)
-        self._put(f"id:{example_id}", [*held, expiry], origin[1])
+        self.table.put(f"id:{example_id}", [*held, expiry], origin[1])
         return True
 
     def expire(self, now: float) -> None:
         """Forget ids and turns past their time, in memory and in the table."""
         for example_id, origin in self.seen.expire(now):
-            self._delete(f"id:{example_id}", origin[1])
+            self.table.delete(f"id:{example_id}", origin[1])
         self.turns.purge(now)
         for key in self.turns.take_dropped():
-            self._delete(key, int(key.rsplit("/", 2)[1]))
+            self.table.delete(key, int(key.rsplit("/", 2)[1]))
 
     async def commit(self) -> None:
-        """Write changed node records; send closed batches once their record is stored."""
+        """Store changed node records, then send closed batches (rule 1 and 2).
+
+        Returns once every state record written so far is acknowledged by the broker, so
+        the input records processed before the call may be acknowledged after it.
+        """
         for node_id in self.ledger.take_dirty():
             if node_id in self.ledger:
                 partition = self.ledger.partition(node_id)
-                self._put(f"node:{node_id}", self.ledger.export(node_id), partition)
+                self.table.put(f"node:{node_id}", self.ledger.export(node_id), partition)
+        await self.table.delivered()  # the outbox is stored before its batches go out
         out = self.ledger.outbox()
         if not out:
             return
-        producer = self.ctx.app.producer
-        await producer.flush()  # the outbox is stored before its batches go out
         for batch in out:
             await self.ctx.send(topics.TRAINING_BATCHES, _record(batch), key=batch.node_id)
             metrics.BATCHES.labels(batch.node_id, batch.reason).inc()
             metrics.BATCH_SIZE.observe(len(batch.examples))
             metrics.BATCH_AGE.observe(max(batch.created_at - batch.started, 0.0))
-        await producer.flush()  # acknowledged: now they may leave the outbox
+        await self.ctx.app.producer.flush()  # acknowledged: now they may leave the outbox
         self.ledger.sent(out)
 
 
@@ -267,8 +257,9 @@ def register(ctx: Context) -> None:
                     except Exception as exc:  # one bad record must not stop the feedback loop
                         log.exception("feedback handling failed on a record")
                         await ctx.dead_letter(event, f"feedback handling failed: {exc!r}"[:500])
-                # Queued before these events are acknowledged: Faust flushes it before it
-                # commits their offsets (rule 1 of learners.feedback_ledger).
+                # Stored (acknowledged by the broker) before these events are acknowledged,
+                # so no committed offset is ahead of the state (rule 1 of
+                # learners.feedback_ledger).
                 await store.commit()
 
     @ctx.app.timer(interval=1.0)
