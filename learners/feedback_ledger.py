@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,16 +193,29 @@ class FeedbackLedger:
         self._nodes[node_id].waiting.append(item)
         self._dirty.add(node_id)
 
+    def has_waiting(self) -> bool:
+        return any(node.waiting for node in self._nodes.values())
+
     def take_waiting(
-        self, now: float, known: Callable[[str], bool]
+        self,
+        now: float,
+        known: Callable[[str], bool],
+        behind: Collection[str] = (),
+        grace_s: float = 0.0,
     ) -> Iterator[tuple[str, WaitingFeedback, bool]]:
         """Remove and yield (node, item, joined) for every waiting item whose turn is now
-        ``known`` (joined) or whose deadline passed (not joined)."""
+        ``known`` (joined) or whose deadline passed (not joined).
+
+        For a node in ``behind`` (its turns are in the topic but not read yet: a backlog
+        after a restart) a passed deadline is not the end: the item waits ``grace_s`` more,
+        so a slow catch-up does not dead-letter feedback whose turn is on its way.
+        """
         for node_id, node in self._nodes.items():
+            extra = grace_s if node_id in behind else 0.0
             keep: list[WaitingFeedback] = []
             for item in node.waiting:
                 joined = known(item.turn_id)
-                if joined or now >= item.deadline:
+                if joined or now >= item.deadline + extra:
                     self._dirty.add(node_id)
                     yield node_id, item, joined
                 else:

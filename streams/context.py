@@ -20,6 +20,7 @@ import faust
 from faust.types import EventT
 
 from learners.edge_node import EdgeNode
+from models.compute import limit_this_thread
 from models.redaction import Redactor
 from models.registry import AdapterRegistry
 from streams import metrics, topics
@@ -39,18 +40,10 @@ class Context:
     app: faust.App
     names: topics.TopicNames
     redactor: Redactor = field(init=False)
-    infer_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="infer")
-    )
-    train_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="train")
-    )
-    consolidate_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="consolidate")
-    )
-    teacher_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="teacher")
-    )
+    infer_pool: ThreadPoolExecutor = field(init=False)
+    train_pool: ThreadPoolExecutor = field(init=False)
+    consolidate_pool: ThreadPoolExecutor = field(init=False)
+    teacher_pool: ThreadPoolExecutor = field(init=False)
     _topics: dict[tuple[str, ...], Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set when the worker stops: long background work (a consolidation) gives up."""
@@ -60,6 +53,13 @@ class Context:
     registry: AdapterRegistry = field(init=False)
 
     def __post_init__(self) -> None:
+        s = self.settings
+        # One thread each, so an answer never queues behind a refit or a consolidation;
+        # learning threads get fewer torch threads and a lower priority (models.compute).
+        self.infer_pool = _pool("infer", s.infer_threads, 0)
+        self.train_pool = _pool("train", s.learn_threads, s.learn_nice)
+        self.consolidate_pool = _pool("consolidate", s.learn_threads, s.learn_nice)
+        self.teacher_pool = _pool("teacher", s.learn_threads, s.learn_nice)
         kinds = self.settings.redact_kinds.strip()
         self.redactor = Redactor(
             None if kinds.lower() in ("", "all") else [k.strip() for k in kinds.split(",")]
@@ -168,3 +168,9 @@ class Context:
     async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking model work off the event loop, so streams keep flowing."""
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+def _pool(name: str, torch_threads: int, nice: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        1, thread_name_prefix=name, initializer=limit_this_thread, initargs=(torch_threads, nice)
+    )

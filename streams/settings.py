@@ -72,6 +72,15 @@ class Settings:
     web_port: int = _doc(6066, "Port of the worker's HTTP server (webhook, health).")
     metrics_port: int = _doc(9464, "Port of the Prometheus metrics endpoint (0: disabled).")
     log_level: str = _doc("warning", "Worker log level.")
+    infer_threads: int = _doc(0, "Torch threads of the serving thread (0: one per core).")
+    learn_threads: int = _doc(
+        1, "Torch threads of each learning thread (head refits, LoRA consolidation, teacher)."
+    )
+    learn_nice: int = _doc(
+        10,
+        "Niceness added to the learning threads (Linux), so answers get the cores first and "
+        "learning runs on what serving leaves (0: same priority).",
+    )
 
     # --- End model and learner ------------------------------------------------------------------
     encoder: str = _doc("", "Path of a local transformers encoder. Empty: the packaged MiniLM.")
@@ -202,6 +211,9 @@ class Settings:
                 f"ECC_SASL_MECHANISM={self.sasl_mechanism!r}: choose one of "
                 + ", ".join(SASL_MECHANISMS)
             )
+        for name in ("infer_threads", "learn_threads", "learn_nice"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: 0 or more")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -3,8 +3,10 @@ labelled examples per node into training.batches (by size or age).
 
 A correction or a thumbs-up (a confirmed prediction) becomes a labelled example; a
 thumbs-down without a label is the teacher-request agent's (and counts as an error in the
-drift agent). Feedback whose turn has not arrived yet waits up to ``JOIN_WAIT_S``; after
-that, or for an expired turn, it goes to the DLQ with the reason. A feedback id or an
+drift agent). Feedback whose turn has not arrived yet waits up to ``JOIN_WAIT_S``, and up
+to ``BEHIND_GRACE_S`` more while this worker has not read all of its node's chat.turns
+(a backlog after a restart); after that, or for an expired turn, it goes to the DLQ with
+the reason. A feedback id or an
 annotated turn seen before (a client's retry) is counted and dropped.
 
 Nothing accepted is lost and nothing is learnt twice, across crashes too: all state lives
@@ -28,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from learners.agreement import Agreement
 from learners.batching import FeedbackBatcher, LabelledExample, feedback_label
@@ -43,6 +45,7 @@ from streams.state_table import StateTable
 log = logging.getLogger("ecc.feedback")
 
 JOIN_WAIT_S = 15.0
+BEHIND_GRACE_S = 300.0
 MAX_TURNS = 200_000
 
 
@@ -186,6 +189,26 @@ def register(ctx: Context) -> None:
             metrics.TEACHER_AGREEMENT.labels(node_id, "yes" if result else "no").inc()
 
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.TEACHER_ANNOTATIONS)
+    turns_read: dict[int, int] = {}  # chat.turns partition -> next offset to process
+
+    async def turns_behind() -> set[str]:
+        """Nodes whose chat.turns partition holds records this worker has not processed
+        (by the highwater of its last fetch)."""
+        consumer = ctx.app.consumer
+        behind = set()
+        for node_id in ledger.nodes():
+            partition = ledger.partition(node_id)
+            tp = TP(ctx.names(topics.CHAT_TURNS), partition)
+            try:
+                high = consumer.highwater(tp)
+                done = turns_read.get(partition)
+                if done is None:  # nothing read since the start: where reading resumes
+                    done = await consumer.position(tp)
+            except Exception:  # not assigned or not fetched yet: not known to be behind
+                continue
+            if high is not None and done is not None and done < high:
+                behind.add(node_id)
+        return behind
 
     def learn(fb: Feedback, turn: TurnInfo, now: float) -> None:
         label = feedback_label(fb.kind, fb.label, turn.intent)
@@ -206,6 +229,7 @@ def register(ctx: Context) -> None:
         msg = event.message
         origin: Origin = (kind, msg.partition, msg.offset)
         if kind == topics.CHAT_TURNS:
+            turns_read[msg.partition] = msg.offset + 1
             batch = await ctx.decode(event, TurnBatch, owner=False)
             if batch is not None:
                 store.put_turns(batch, origin, now)
@@ -270,13 +294,16 @@ def register(ctx: Context) -> None:
             store.ensure_loaded()
             now = time.time()
             known = lambda turn_id: store.turns.get(turn_id, now) is not None  # noqa: E731
-            for node_id, item, joined in list(ledger.take_waiting(now, known)):
+            behind = await turns_behind() if ledger.has_waiting() else set()
+            waited = ledger.take_waiting(now, known, behind, BEHIND_GRACE_S)
+            for node_id, item, joined in list(waited):
                 fb = Feedback.model_validate(item.feedback)
                 info = store.turns.get(fb.turn_id, now)
                 if joined and info is not None:
                     learn(fb, info, now)
                     continue
                 metrics.JOIN_MISSES.labels(node_id).inc()
+                waited_s = now - item.deadline + JOIN_WAIT_S
                 topic, partition, offset = item.origin
                 await ctx.dead_letter_record(
                     ctx.names(topic),
@@ -284,7 +311,7 @@ def register(ctx: Context) -> None:
                     offset,
                     node_id.encode(),
                     fb.dumps(),
-                    f"unknown or expired turn {fb.turn_id!r} (waited {JOIN_WAIT_S:.0f} s)",
+                    f"unknown or expired turn {fb.turn_id!r} (waited {waited_s:.0f} s)",
                 )
             ledger.due(now)
             store.expire(now)
@@ -296,6 +323,7 @@ def register(ctx: Context) -> None:
     @ctx.app.on_partitions_assigned.connect
     async def on_assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         store.ready = store.loaded = False
+        turns_read.clear()
 
     @ctx.app.on_rebalance_complete.connect
     async def on_recovered(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -77,6 +77,18 @@ def test_waiting_feedback_joins_or_times_out_also_after_a_restart() -> None:
     assert [w.turn_id for _, w, _ in restarted.take_waiting(31.0, lambda t: False)] == ["t-later"]
 
 
+def test_feedback_of_a_node_whose_turns_are_behind_waits_longer() -> None:
+    led = ledger()
+    led.fresh("n1", 0, "chat.feedback", 1)
+    led.wait("n1", WaitingFeedback({"turn_id": "t1"}, ("chat.feedback", 0, 1), 15.0))
+    assert list(led.take_waiting(16.0, lambda t: False, behind={"n1"}, grace_s=60)) == []
+    out = list(led.take_waiting(20.0, lambda t: t == "t1", behind={"n1"}, grace_s=60))
+    assert [(item.turn_id, joined) for _, item, joined in out] == [("t1", True)]
+    led.wait("n1", WaitingFeedback({"turn_id": "t2"}, ("chat.feedback", 0, 2), 15.0))
+    out = list(led.take_waiting(76.0, lambda t: False, behind={"n1"}, grace_s=60))
+    assert [(item.turn_id, joined) for _, item, joined in out] == [("t2", False)]
+
+
 def test_an_example_of_an_unknown_node_is_a_bug_not_a_silent_default() -> None:
     with pytest.raises(KeyError, match="fresh"):
         ledger().add(ex(1), now=0.0)
