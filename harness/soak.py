@@ -124,6 +124,7 @@ class Traffic:
     refused: Counter[str] = field(default_factory=Counter)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     truth: dict[str, str] = field(default_factory=dict)  # turn id -> true label
+    served_at: dict[str, str] = field(default_factory=dict)  # turn id -> chat.turns p@offset
 
     def __post_init__(self) -> None:
         self.label_of = dict(self.texts)
@@ -163,6 +164,7 @@ class Traffic:
                             if turn.turn_id in self.served:
                                 continue  # an edge restart may serve a turn again
                             self.served.add(turn.turn_id)
+                            self.served_at[turn.turn_id] = f"p{m.partition}@{m.offset}"
                             await self._feedback(fc, turn.turn_id, turn.node_id, turn.intent)
                 if self.stop.is_set() and time.monotonic() - idle_since > 60:
                     break  # after the traffic stopped, a minute without a served turn
@@ -476,7 +478,14 @@ async def _audit(
             "in_another_nodes_batch": len(wrong_node),
             "batches": len(batches),
             "batches_not_applied": len(unapplied),
-            "examples": {"lost": lost, "twice": twice, "unapplied": unapplied},
+            "examples": {
+                "lost": lost,
+                "lost_turns_served_at": [
+                    traffic.served_at.get(x[len("feedback:fb-") :]) for x in lost
+                ],
+                "twice": twice,
+                "unapplied": unapplied,
+            },
         },
         "adapters": {"versions": versions, "corrupt": corrupt, "problems": problems},
         "drift": {
