@@ -1,18 +1,9 @@
-"""Faust's Kafka transport with the fetch wait as a setting, and without a gap on pause.
+"""Faust's Kafka transport with the fetch wait as a setting (``ECC_FETCH_MAX_WAIT_MS``).
 
-1. The fetch wait (``ECC_FETCH_MAX_WAIT_MS``). Faust builds its aiokafka consumer with
-   ``fetch_max_wait_ms=1500`` written into the driver. Kafka answers a fetch as soon as
-   data arrives, so there the value only bounds idle polling; a broker that holds every
-   fetch for its whole wait (the embedded Tansu does: DESIGN.md) adds up to that much to
-   every hop, which made each answer wait about 600 ms.
-2. No record skipped. Faust's ``Consumer.getmany`` fetches records for the active
-   partitions, then yields only those of partitions *still* active: it tests membership
-   in the live set, which a pause (recovery, flow control) changes while the fetch is in
-   flight. aiokafka has already moved past the records it drops, and Faust then counts
-   the hole as a gap and commits over it. ``ecc soak`` lost feedback so, right after a
-   restarted worker's recovery (two to a hundred records, one run in two with a 10 ms
-   fetch wait: more fetches in flight at that moment). Here every fetched record is
-   delivered, in order; a partition that is paused gets no new fetches.
+Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` written into the
+driver. Kafka answers a fetch as soon as data arrives, so there the value only bounds idle
+polling; a broker that holds every fetch for its whole wait (the embedded Tansu does:
+DESIGN.md) adds up to that much to every hop, which made each answer wait about 600 ms.
 """
 
 from __future__ import annotations
@@ -36,11 +27,6 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[Any] | None]:
-        records, _live = await super()._wait_next_records(timeout)
-        # None: getmany yields every fetched record (see the module docstring, 2.)
-        return records, None
 
 
 class _Transport(driver.Transport):
