@@ -9,9 +9,10 @@ Faust's own guarantee is weaker. It flushes its producer before it commits offse
 its flush waits only for records still queued in its send buffer: a record the buffer has
 handed on but aiokafka has not accepted yet is in neither. With one record per produce
 batch (the embedded broker's workaround, DESIGN.md) aiokafka holds the next record of a
-partition until the previous one is sent, so under load the last state records were
-still in that gap when offsets past their inputs were committed; a ``kill -9`` then lost
-them (feedback lost, seen in ``ecc soak``).
+partition until the previous one is sent, so the last state records can be in that gap
+when offsets past their inputs are committed, and a ``kill -9`` then loses them. (Found
+by reading Faust and aiokafka; the soak's lost feedback had another cause, fixed in
+:mod:`streams.transport`.)
 """
 
 from __future__ import annotations
