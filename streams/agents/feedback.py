@@ -6,8 +6,8 @@ thumbs-down without a label is the teacher-request agent's (and counts as an err
 drift agent). Feedback whose turn has not arrived yet waits up to ``JOIN_WAIT_S``, and up
 to ``BEHIND_GRACE_S`` more while this worker has not read all of its node's chat.turns
 (a backlog after a restart); after that, or for an expired turn, it goes to the DLQ with
-the reason. A feedback id or an
-annotated turn seen before (a client's retry) is counted and dropped.
+the reason. A feedback id or an annotated turn seen before (a client's retry) is counted
+and dropped.
 
 Nothing accepted is lost and nothing is learnt twice, across crashes too: all state lives
 in the Faust table ``feedback-state`` (changelog ``<ECC_APP_ID>-feedback-state-changelog``),
