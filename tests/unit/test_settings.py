@@ -25,6 +25,13 @@ def test_bad_value_names_the_variable() -> None:
         Settings.from_env({"ECC_TOPIC_PARTITIONS": "many"})
 
 
+def test_a_negative_thread_count_or_niceness_is_refused() -> None:
+    with pytest.raises(ValueError, match="ECC_LEARN_NICE=-1: 0 or more"):
+        Settings.from_env({"ECC_LEARN_NICE": "-1"})
+    with pytest.raises(ValueError, match="ECC_INFER_THREADS=-2"):
+        Settings(infer_threads=-2)
+
+
 def test_to_env_round_trips() -> None:
     s = Settings(broker="h:1", seed=3, state_dir=Path("v"))
     assert Settings.from_env(s.to_env()) == s
