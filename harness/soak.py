@@ -129,6 +129,10 @@ class Traffic:
     def __post_init__(self) -> None:
         self.label_of = dict(self.texts)
 
+    def labelled(self) -> dict[str, dict[str, Any]]:
+        """The accepted feedback that gives a label, by the example id it must end in."""
+        return {f"feedback:{f}": info for f, info in self.accepted.items() if info["label"]}
+
     async def run(self) -> None:
         client, secret = next(iter(parse_secrets(self.settings.webhook_secrets).items()))
         async with FeedbackClient(self.webhook_url, client, secret, attempts=30) as fc:
@@ -189,7 +193,8 @@ class Traffic:
             return
         if fb.feedback_id in answer.get("accepted", []):
             given = feedback_label(kind, fb.label, served)
-            self.accepted[fb.feedback_id] = {"node": node, "kind": kind, "label": given}
+            info = {"node": node, "kind": kind, "label": given, "turn": turn_id}
+            self.accepted[fb.feedback_id] = info
 
 
 def run_soak(options: SoakOptions, base: Settings) -> dict[str, Any]:
@@ -325,7 +330,7 @@ async def _settle(
     """
     quiet_s = max(10.0, 3 * settings.batch_max_age_s)
     deadline = time.monotonic() + timeout
-    want = {f"feedback:{f}" for f, info in traffic.accepted.items() if info["label"]}
+    want = set(traffic.labelled())
     last: tuple[int, ...] = ()
     since = time.monotonic()
     while time.monotonic() < deadline:
@@ -434,7 +439,7 @@ async def _audit(
         for e in b.examples:
             holders[e.example_id].add(b.batch_id)
             node_of[e.example_id] = b.node_id
-    labelled = {f"feedback:{f}": info for f, info in traffic.accepted.items() if info["label"]}
+    labelled = traffic.labelled()
     lost = sorted(x for x in labelled if x not in holders)
     twice = sorted(x for x in labelled if len(holders.get(x, ())) > 1)
     wrong_node = sorted(
@@ -480,9 +485,7 @@ async def _audit(
             "batches_not_applied": len(unapplied),
             "examples": {
                 "lost": lost,
-                "lost_turns_served_at": [
-                    traffic.served_at.get(x[len("feedback:fb-") :]) for x in lost
-                ],
+                "lost_turns_served_at": [traffic.served_at.get(labelled[x]["turn"]) for x in lost],
                 "twice": twice,
                 "unapplied": unapplied,
             },
