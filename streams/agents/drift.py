@@ -78,7 +78,7 @@ class DriftStore:
 
     async def save(self, force: bool = False) -> None:
         """Write dirty state if the checkpoint interval passed (or ``force``); returns once
-        the broker has it, so the inputs it includes may be acknowledged."""
+        the broker has acknowledged what it wrote."""
         if not force and time.monotonic() - self.last < self.ctx.settings.drift_checkpoint_s:
             return
         self.last = time.monotonic()
