@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import faust
 from faust.types import EventT
 
 from learners.edge_node import EdgeNode
@@ -26,6 +25,7 @@ from models.registry import AdapterRegistry
 from streams import metrics, topics
 from streams.schemas import Record, SchemaError, dead_letter, decode
 from streams.settings import Settings
+from streams.transport import App
 
 log = logging.getLogger("ecc")
 R = TypeVar("R", bound=Record)
@@ -37,7 +37,7 @@ class Context:
     """What the agents of one worker share: settings, topics, pools and per-node objects."""
 
     settings: Settings
-    app: faust.App
+    app: App
     names: topics.TopicNames
     redactor: Redactor = field(init=False)
     infer_pool: ThreadPoolExecutor = field(init=False)

@@ -13,20 +13,34 @@ partition until the previous one is sent, so the last state records can be in th
 when offsets past their inputs are committed, and a ``kill -9`` then loses them. (Found
 by reading Faust and aiokafka; the soak's lost feedback had another cause, fixed in
 :mod:`streams.transport`.)
+
+The table also stores where its inputs were read up to: the agent calls :meth:`read` for
+every input record it handles, and :meth:`delivered` first writes, for each input
+partition read since the last call, ``pos:<topic>/<partition>`` = the next offset to read
+(in the changelog partition of that input partition, so it moves with the state of that
+partition). After a rebalance the worker resumes each input partition there
+(:mod:`streams.transport`), whatever offset was committed: the state and the place to read
+on from are stored together.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
 import faust
+from faust.types import TP
+
+from streams.transport import App
+
+POSITION = "pos:"
 
 
 class StateTable:
     """A JSON-keyed, JSON-valued Faust table written through :meth:`put`/:meth:`delete`."""
 
-    def __init__(self, app: faust.App, name: str, partitions: int) -> None:
+    def __init__(self, app: App, name: str, partitions: int) -> None:
         self.table = app.Table(
             name,
             default=None,
@@ -34,6 +48,8 @@ class StateTable:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
         self._unconfirmed: list[asyncio.Future[Any]] = []
+        self._read: dict[TP, int] = {}  # input partition -> next offset, since delivered()
+        app.add_position_source(self.positions)
 
     @property
     def data(self) -> Any:
@@ -49,9 +65,27 @@ class StateTable:
             tombstone = self.table.send_changelog(partition, key, None, value_serializer="raw")
             self._unconfirmed.append(tombstone)
 
+    def read(self, topic: str, partition: int, offset: int) -> None:
+        """The input record at ``offset`` is part of the state written so far."""
+        self._read[TP(topic, partition)] = offset + 1
+
+    def positions(self, partitions: Collection[TP]) -> dict[TP, int]:
+        """The stored next offset of each of ``partitions`` that this table has one for."""
+        data = self.table.data
+        out = {}
+        for tp in partitions:
+            offset = data.get(f"{POSITION}{tp.topic}/{tp.partition}")
+            if offset is not None:
+                out[tp] = int(offset)
+        return out
+
     async def delivered(self) -> int:
-        """Wait until the broker has acknowledged every write so far; how many there were.
-        A failed write raises, so the inputs behind it are not acknowledged."""
+        """Store the input positions read since the last call, then wait until the broker
+        has acknowledged every write so far; how many there were. A failed write raises,
+        so the inputs behind it are not acknowledged."""
+        read, self._read = self._read, {}
+        for tp, offset in read.items():
+            self.put(f"{POSITION}{tp.topic}/{tp.partition}", offset, tp.partition)
         pending, self._unconfirmed = self._unconfirmed, []
         if pending:
             await asyncio.gather(*pending)

@@ -228,6 +228,7 @@ def register(ctx: Context) -> None:
         kind = ctx.topic_of(event)
         msg = event.message
         origin: Origin = (kind, msg.partition, msg.offset)
+        store.table.read(msg.topic, msg.partition, msg.offset)
         if kind == topics.CHAT_TURNS:
             turns_read[msg.partition] = msg.offset + 1
             batch = await ctx.decode(event, TurnBatch, owner=False)

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import KafkaError
 
 from harness.processes import stop
 from harness.workers import start_worker
 from streams import topics
-from streams.kafka import ensure_topics, producer, read_all
+from streams.kafka import consumer, ensure_topics, producer, read_all
 from streams.schemas import DeadLetter, Feedback, TrainingBatch, TurnBatch
 from streams.settings import Settings
 from tests.integration.conftest import served_batch
@@ -106,6 +108,7 @@ def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
         metrics_port=0,
         batch_size=8,
         batch_max_age_s=2.0,
+        log_level="info",
     )
     asyncio.run(ensure_topics(s))
     log: Path = tmp_path_factory.mktemp("feedback-log") / "worker.log"
@@ -153,3 +156,84 @@ def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
     missed = sorted(Feedback.model_validate_json(x.original()).feedback_id for x in letters)
     assert missed == sorted(ghosts), missed
     assert all("unknown or expired turn" in x.error for x in letters)
+
+
+class _AsFaust(RoundRobinPartitionAssignor):
+    """Joins a Faust app's group: the broker refuses a member whose protocol differs."""
+
+    name = "faust"
+
+
+async def _commit_to_end(s: Settings, topic: str, group: str, timeout: float = 60.0) -> None:
+    """Join ``group`` (once its killed member is gone) and commit its offsets of every
+    partition of ``topic`` to the end, as a worker that skipped those records would have."""
+    name = s.topic_prefix + topic
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with consumer(
+                s, [name], group_id=group, partition_assignment_strategy=(_AsFaust,)
+            ) as c:
+                while not c.assignment():
+                    await c.getmany(timeout_ms=500)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no assignment in group {group}")
+                ends = await c.end_offsets(list(c.assignment()))
+                await c.commit(dict(ends))
+                return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+def test_a_restart_reads_on_from_the_stored_state_when_the_commit_is_ahead_of_it(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Where a restarted worker reads on is its stored state's to say: feedback that
+    reached the topic while no worker ran, past a committed offset that got ahead of the
+    state, is still learnt (streams/transport.py, point 3)."""
+    s = settings.replace(
+        state_dir=tmp_path_factory.mktemp("resume-state"),
+        app_id="ecc-resume-test",
+        topic_prefix="resume-test.",
+        metrics_port=0,
+        batch_size=4,
+        batch_max_age_s=1.0,
+        log_level="info",
+    )
+    asyncio.run(ensure_topics(s))
+    log: Path = tmp_path_factory.mktemp("resume-log") / "worker.log"
+    turns = served_batch("store-r", [(f"r-t{i}", f"turn {i} at store-r") for i in range(40)])
+    items = [
+        Feedback(feedback_id=f"fb-{t}", turn_id=t, node_id="store-r", kind="thumbs_up")
+        for t in turns.turn_ids
+    ]
+    expected = {f"feedback:{fb.feedback_id}" for fb in items}
+
+    def taken() -> set[str]:
+        return {e.example_id for b in _examples_by_batch(s).values() for e in b.examples}
+
+    def wait_for(n: int) -> set[str]:
+        deadline = time.monotonic() + 90
+        while len(got := taken()) < n and time.monotonic() < deadline:
+            time.sleep(1)
+        return got
+
+    asyncio.run(_produce(s, [(topics.CHAT_TURNS, turns.node_id, turns.dumps())]))
+    first = [(topics.CHAT_FEEDBACK, fb.node_id, fb.dumps()) for fb in items[:20]]
+    asyncio.run(_produce(s, first))
+    worker = start_worker(s, log, roles="feedback")
+    try:
+        assert len(wait_for(20)) == 20  # learnt, so its state (and position) is stored
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        second = [(topics.CHAT_FEEDBACK, fb.node_id, fb.dumps()) for fb in items[20:]]
+        asyncio.run(_produce(s, second))
+        group = topics.group_id(s.app_id, ["feedback"])
+        asyncio.run(_commit_to_end(s, topics.CHAT_FEEDBACK, group))
+        worker = start_worker(s, log, roles="feedback")
+        got = wait_for(40)
+    finally:
+        stop(worker, timeout=20)
+    assert got == expected, f"lost {sorted(expected - got)[:5]}"
