@@ -510,6 +510,12 @@ class EdgeNode:
     ) -> BatchOutcome:
         return BatchOutcome(status, self.version, candidate, self.version, reason, added, metrics)
 
+    def registry_moved(self) -> bool:
+        """Whether the registry's current version is not the one served: a cheap read any
+        thread may do; :meth:`reload` decides, on the learning thread."""
+        current = self.registry.current(self.node_id)
+        return current is not None and current.version != self.version
+
     def reload(self) -> tuple[int, int]:
         """Serve the registry's current version (after a rollback, say).
 

@@ -80,8 +80,13 @@ def register(ctx: Context) -> None:
 
     @ctx.app.timer(interval=ROLLBACK_POLL_S)
     async def follow_registry() -> None:
-        """`ecc adapters rollback` takes effect on a running worker within a few seconds."""
+        """`ecc adapters rollback` takes effect on a running worker within a few seconds.
+
+        Only a node whose registry moved waits for the learning thread, so the timer does
+        not queue behind every head refit and consolidation."""
         for node in ctx.loaded_edges():
+            if not node.registry_moved():
+                continue
             before, version = await ctx.run(ctx.train_pool, node.reload)
             if version != before:
                 metrics.ADAPTER_VERSION.labels(node.node_id).set(version)

@@ -85,6 +85,15 @@ def test_a_version_loads_from_the_registry_as_it_served(node: EdgeNode, tmp_path
     assert np.allclose([p.confidence for p in reloaded], [p.confidence for p in served])
 
 
+def test_a_rollback_is_seen_cheaply_and_served_after_reload(node: EdgeNode) -> None:
+    node.apply_batch("b1", batch("x", "track"))
+    assert not node.registry_moved()
+    node.registry.rollback("n1")
+    assert node.registry_moved() and node.version == 2
+    assert node.reload() == (2, 1)
+    assert not node.registry_moved() and node.predict(["where is my parcel"])[1] == 1
+
+
 def test_a_batch_is_applied_once_also_after_a_restart(node: EdgeNode, tmp_path: Path) -> None:
     assert node.apply_batch("b1", batch("x", "track")).status == "published"
     assert node.apply_batch("b1", batch("x", "track")).status == "skipped"
