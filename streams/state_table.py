@@ -18,9 +18,9 @@ The table also stores where its inputs were read up to: the agent calls :meth:`r
 every input record it handles, and :meth:`delivered` first writes, for each input
 partition read since the last call, ``pos:<topic>/<partition>`` = the next offset to read
 (in the changelog partition of that input partition, so it moves with the state of that
-partition). After a rebalance the worker resumes each input partition there
-(:mod:`streams.transport`), whatever offset was committed: the state and the place to read
-on from are stored together.
+partition). After a rebalance a worker resumes an input partition there when that is below
+its committed offset (:mod:`streams.transport`): a record is never skipped because a
+commit got ahead of the state that includes it.
 """
 
 from __future__ import annotations

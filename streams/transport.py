@@ -15,17 +15,17 @@
    10 ms fetch wait, which makes such a fetch likely). Seeking first means that fetch
    starts at the committed offset; Faust's own seek after it can at most deliver a record
    twice, which every agent skips.
-3. Where reading starts is the agents' stored state's to say, not the committed offset's
-   alone. A state table (:mod:`streams.state_table`) stores, with the state, the next
-   offset of each input partition that state includes; every seek after a rebalance goes
-   there. A partition with neither a stored position nor a committed offset is seeked to
-   its first offset explicitly. Reason: a worker restarted after ``kill -9`` with no
-   committed offset (its predecessor died before its first commit) sometimes started at
-   the *end* of every partition although ``auto_offset_reset`` is ``earliest`` (seen in
-   about one run in seven of the feedback kill test: the whole batch of feedback produced
-   while the previous worker was starting was never read, and the next commit skipped it
-   for good). Seeking to the stored positions also makes a commit that got ahead of the
-   stored state harmless.
+3. Every seek after a rebalance is explicit. A partition with no committed offset is
+   seeked to its first offset: a worker restarted after ``kill -9`` whose predecessor died
+   before its first commit sometimes started at the *end* of every partition although
+   ``auto_offset_reset`` is ``earliest`` (about one run in seven of the feedback kill test:
+   the feedback produced while the previous worker was starting was never read, and the
+   next commit skipped it for good). And a state table (:mod:`streams.state_table`)
+   stores, with the state, the next offset of each input partition that state includes;
+   where that is below the committed offset (a commit got ahead of the stored state, or a
+   checkpointing agent's state lags its acks) reading resumes there. Never above it: the
+   agents of a worker share one consumer, and one without stored state (the teacher) has
+   read exactly up to the committed offset.
 """
 
 from __future__ import annotations
@@ -58,27 +58,29 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
-        """Seek every assigned partition to where reading must resume (module doc, 3)."""
+        """Seek every assigned input partition to where reading must resume (module doc, 3):
+        its committed offset (its first offset if none), or a stored position below it."""
         app = self.app
         assert isinstance(app, App), "the transport of streams.transport.App only"
         committed = await self.seek_to_committed()
         changelogs = set(app.tables.changelog_topics)
-        inputs = {tp for tp in committed if tp.topic not in changelogs}
-        start = {tp: off for tp, off in committed.items() if off is not None and off >= 0}
-        stored = app.stored_positions(inputs)
-        targets = dict(stored)
-        unknown = [tp for tp in inputs if tp not in start and tp not in stored]
+        inputs = [tp for tp in committed if tp.topic not in changelogs]
+        done = {tp: off for tp, off in committed.items() if off is not None and off >= 0}
+        start = dict(done)
+        unknown = [tp for tp in inputs if tp not in done]
         if unknown:
-            targets.update(await self.earliest_offsets(*unknown))
-        moved = []
-        for tp, offset in targets.items():
-            if start.get(tp) != offset:
-                await self._seek(tp, offset)
-                if tp in stored:
-                    moved.append(f"{tp.topic}/{tp.partition}@{offset} (committed {start.get(tp)})")
-            start[tp] = offset
-        if moved:
-            _log.info("reading from the stored positions: %s", ", ".join(sorted(moved)))
+            start.update(await self.earliest_offsets(*unknown))
+        stored = app.stored_positions(inputs)
+        behind = []
+        for tp in inputs:
+            target = min(start[tp], stored.get(tp, start[tp]))
+            if target < start[tp]:
+                behind.append(f"{tp.topic}/{tp.partition}: {target} < {start[tp]}")
+            if target != done.get(tp):
+                await self._seek(tp, target)
+            start[tp] = target
+        if behind:
+            _log.info("reading from stored positions below the committed offsets: %s", behind)
         self._read_offset.update({tp: start.get(tp) for tp in committed})
         self._committed_offset.update(start)
 
@@ -116,8 +118,8 @@ PositionSource = Callable[[Collection[TP]], Mapping[TP, int]]
 
 class App(faust.App):
     """A Faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch, seeks
-    stream partitions before it resumes them, and resumes them where the agents' stored
-    state says."""
+    stream partitions before it resumes them, and never resumes one past the stored state
+    of its agents."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
@@ -128,8 +130,8 @@ class App(faust.App):
         self._position_sources.append(source)
 
     def stored_positions(self, partitions: Collection[TP]) -> dict[TP, int]:
-        """Where the stored state says to resume each of ``partitions`` (those it covers;
-        the lowest where two sources cover one)."""
+        """The stored next offset of each of ``partitions`` that some state covers (the
+        lowest where two do)."""
         out: dict[TP, int] = {}
         for source in self._position_sources:
             for tp, offset in source(partitions).items():
