@@ -48,7 +48,8 @@ class StateTable:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
         self._unconfirmed: list[asyncio.Future[Any]] = []
-        self._read: dict[TP, int] = {}  # input partition -> next offset, since delivered()
+        self._next: dict[TP, int] = {}  # input partition -> next offset to handle
+        self._unstored: set[TP] = set()  # partitions read since the last delivered()
         app.add_position_source(self.positions)
 
     @property
@@ -67,7 +68,20 @@ class StateTable:
 
     def read(self, topic: str, partition: int, offset: int) -> None:
         """The input record at ``offset`` is part of the state written so far."""
-        self._read[TP(topic, partition)] = offset + 1
+        tp = TP(topic, partition)
+        self._next[tp] = offset + 1
+        self._unstored.add(tp)
+
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` to handle, if a record of it was handled since
+        :meth:`forget_reads` (a rebalance)."""
+        return self._next.get(tp)
+
+    def forget_reads(self) -> None:
+        """Partitions moved: what was handled before says nothing of where reading is now
+        (a position not stored yet is dropped; reading then resumes lower, and the agents
+        skip the records their state holds)."""
+        self._next.clear()
 
     def positions(self, partitions: Collection[TP]) -> dict[TP, int]:
         """The stored next offset of each of ``partitions`` that this table has one for."""
@@ -83,9 +97,10 @@ class StateTable:
         """Store the input positions read since the last call, then wait until the broker
         has acknowledged every write so far; how many there were. A failed write raises,
         so the inputs behind it are not acknowledged."""
-        read, self._read = self._read, {}
-        for tp, offset in read.items():
-            self.put(f"{POSITION}{tp.topic}/{tp.partition}", offset, tp.partition)
+        unstored, self._unstored = self._unstored, set()
+        for tp in unstored:
+            if tp in self._next:
+                self.put(f"{POSITION}{tp.topic}/{tp.partition}", self._next[tp], tp.partition)
         pending, self._unconfirmed = self._unconfirmed, []
         if pending:
             await asyncio.gather(*pending)

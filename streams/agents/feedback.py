@@ -189,7 +189,6 @@ def register(ctx: Context) -> None:
             metrics.TEACHER_AGREEMENT.labels(node_id, "yes" if result else "no").inc()
 
     source = ctx.topic(topics.CHAT_TURNS, topics.CHAT_FEEDBACK, topics.TEACHER_ANNOTATIONS)
-    turns_read: dict[int, int] = {}  # chat.turns partition -> next offset to process
 
     async def turns_behind() -> set[str]:
         """Nodes whose chat.turns partition holds records this worker has not processed
@@ -201,7 +200,7 @@ def register(ctx: Context) -> None:
             tp = TP(ctx.names(topics.CHAT_TURNS), partition)
             try:
                 high = consumer.highwater(tp)
-                done = turns_read.get(partition)
+                done = store.table.next_offset(tp)
                 if done is None:  # nothing read since the start: where reading resumes
                     done = await consumer.position(tp)
             except Exception:  # not assigned or not fetched yet: not known to be behind
@@ -230,7 +229,6 @@ def register(ctx: Context) -> None:
         origin: Origin = (kind, msg.partition, msg.offset)
         store.table.read(msg.topic, msg.partition, msg.offset)
         if kind == topics.CHAT_TURNS:
-            turns_read[msg.partition] = msg.offset + 1
             batch = await ctx.decode(event, TurnBatch, owner=False)
             if batch is not None:
                 store.put_turns(batch, origin, now)
@@ -324,7 +322,7 @@ def register(ctx: Context) -> None:
     @ctx.app.on_partitions_assigned.connect
     async def on_assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         store.ready = store.loaded = False
-        turns_read.clear()
+        store.table.forget_reads()
 
     @ctx.app.on_rebalance_complete.connect
     async def on_recovered(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

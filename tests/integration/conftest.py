@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture(scope="session")
 def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     s = Settings(broker=broker.bootstrap, state_dir=tmp_path_factory.mktemp("state"))
+    asyncio.run(ensure_topics(s))
+    return s
+
+
+def isolated(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, name: str, **changes: Any
+) -> Settings:
+    """``settings`` for one test's workers: their own state dir, app id (consumer groups
+    and changelogs) and topic prefix, no metrics port, with ``changes``; topics created."""
+    s = settings.replace(
+        state_dir=tmp_path_factory.mktemp(f"{name}-state"),
+        app_id=f"ecc-{name}-test",
+        topic_prefix=f"{name}-test.",
+        metrics_port=0,
+        **changes,
+    )
     asyncio.run(ensure_topics(s))
     return s
 

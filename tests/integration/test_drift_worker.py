@@ -24,9 +24,10 @@ import pytest
 from harness.processes import stop
 from harness.workers import start_worker
 from streams import topics
-from streams.kafka import consumer, ensure_topics, producer
+from streams.kafka import consumer, producer
 from streams.schemas import AdapterEvent, DriftEvent, ServedTurn, TurnBatch
 from streams.settings import Settings
+from tests.integration.conftest import isolated
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +100,7 @@ def _turns_seen(events: list[DriftEvent]) -> int:
 def test_drift_state_survives_a_kill_9(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    s = settings.replace(
-        state_dir=tmp_path_factory.mktemp("drift-state"),
-        app_id="ecc-drift-test",
-        topic_prefix="drift-test.",
-        metrics_port=0,
-        drift_snapshot_s=1.0,
-        drift_checkpoint_s=0.5,
-    )
-    asyncio.run(ensure_topics(s))
+    s = isolated(settings, tmp_path_factory, "drift", drift_snapshot_s=1.0, drift_checkpoint_s=0.5)
     log: Path = tmp_path_factory.mktemp("drift-log") / "worker.log"
     traffic = Traffic()
     turns = [(topics.CHAT_TURNS, traffic.batch(set()).dumps()) for _ in range(60)]

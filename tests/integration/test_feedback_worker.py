@@ -27,10 +27,10 @@ from aiokafka.errors import KafkaError
 from harness.processes import stop
 from harness.workers import start_worker
 from streams import topics
-from streams.kafka import consumer, ensure_topics, producer, read_all
+from streams.kafka import consumer, producer, read_all
 from streams.schemas import DeadLetter, Feedback, TrainingBatch, TurnBatch
 from streams.settings import Settings
-from tests.integration.conftest import served_batch
+from tests.integration.conftest import isolated, served_batch
 
 pytestmark = pytest.mark.integration
 
@@ -98,19 +98,24 @@ def _examples_by_batch(s: Settings) -> dict[str, TrainingBatch]:
     return batches
 
 
+def _wait_for_examples(s: Settings, n: int, timeout: float) -> list[tuple[str, str]]:
+    """(example id, node) of every example in a training batch, once there are ``n`` or
+    ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        batches = _examples_by_batch(s)
+        taken = [(e.example_id, b.node_id) for b in batches.values() for e in b.examples]
+        if len(taken) >= n or time.monotonic() > deadline:
+            return taken
+        time.sleep(1)
+
+
 def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    s = settings.replace(
-        state_dir=tmp_path_factory.mktemp("feedback-state"),
-        app_id="ecc-feedback-test",
-        topic_prefix="feedback-test.",
-        metrics_port=0,
-        batch_size=8,
-        batch_max_age_s=2.0,
-        log_level="info",
+    s = isolated(
+        settings, tmp_path_factory, "feedback", batch_size=8, batch_max_age_s=2.0, log_level="info"
     )
-    asyncio.run(ensure_topics(s))
     log: Path = tmp_path_factory.mktemp("feedback-log") / "worker.log"
     turn_batches = _turn_batches()
     items, expected, ghosts = _feedback(turn_batches)
@@ -129,13 +134,7 @@ def test_every_feedback_ends_in_exactly_one_batch_across_kill_9(
             kills += 1
             worker = start_worker(s, log, roles="feedback")
 
-        deadline = time.monotonic() + 120
-        while True:
-            batches = _examples_by_batch(s)
-            taken = [(e.example_id, b.node_id) for b in batches.values() for e in b.examples]
-            if len(taken) >= len(expected) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        taken = _wait_for_examples(s, len(expected), timeout=120)
         letters = [
             DeadLetter.model_validate_json(m.value)
             for m in asyncio.run(read_all(s, topics.dlq(topics.CHAT_FEEDBACK), idle_s=20))
@@ -193,16 +192,9 @@ def test_a_restart_reads_on_from_the_stored_state_when_the_commit_is_ahead_of_it
     """Where a restarted worker reads on is its stored state's to say: feedback that
     reached the topic while no worker ran, past a committed offset that got ahead of the
     state, is still learnt (streams/transport.py, point 3)."""
-    s = settings.replace(
-        state_dir=tmp_path_factory.mktemp("resume-state"),
-        app_id="ecc-resume-test",
-        topic_prefix="resume-test.",
-        metrics_port=0,
-        batch_size=4,
-        batch_max_age_s=1.0,
-        log_level="info",
+    s = isolated(
+        settings, tmp_path_factory, "resume", batch_size=4, batch_max_age_s=1.0, log_level="info"
     )
-    asyncio.run(ensure_topics(s))
     log: Path = tmp_path_factory.mktemp("resume-log") / "worker.log"
     turns = served_batch("store-r", [(f"r-t{i}", f"turn {i} at store-r") for i in range(40)])
     items = [
@@ -211,14 +203,8 @@ def test_a_restart_reads_on_from_the_stored_state_when_the_commit_is_ahead_of_it
     ]
     expected = {f"feedback:{fb.feedback_id}" for fb in items}
 
-    def taken() -> set[str]:
-        return {e.example_id for b in _examples_by_batch(s).values() for e in b.examples}
-
     def wait_for(n: int) -> set[str]:
-        deadline = time.monotonic() + 90
-        while len(got := taken()) < n and time.monotonic() < deadline:
-            time.sleep(1)
-        return got
+        return {example_id for example_id, _ in _wait_for_examples(s, n, timeout=90)}
 
     asyncio.run(_produce(s, [(topics.CHAT_TURNS, turns.node_id, turns.dumps())]))
     first = [(topics.CHAT_FEEDBACK, fb.node_id, fb.dumps()) for fb in items[:20]]

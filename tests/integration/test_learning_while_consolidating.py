@@ -27,11 +27,11 @@ from harness.workers import start_webhook, start_worker
 from learners.holdout import HoldoutRouter
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
-from streams.kafka import consumer, ensure_topics, producer, read_all
+from streams.kafka import consumer, producer, read_all
 from streams.schemas import AdapterEvent, ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 from streams.webhook.signing import sign
-from tests.integration.conftest import adapter_event, ask, bootstrap_node
+from tests.integration.conftest import adapter_event, ask, bootstrap_node, isolated
 
 pytestmark = pytest.mark.integration
 
@@ -43,18 +43,16 @@ SERVED_WITHIN_S = 5.0  # the issue's bound: acknowledgement to a changed answer
 
 @pytest.fixture(scope="module")
 def busy_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = settings.replace(
-        state_dir=tmp_path_factory.mktemp("busy-state"),
-        app_id="ecc-busy-test",
-        topic_prefix="busy-test.",
-        metrics_port=0,
+    s = isolated(
+        settings,
+        tmp_path_factory,
+        "busy",
         webhook_host="127.0.0.1",
         webhook_port=free_port("127.0.0.1"),
         webhook_secrets=f"crm={SECRET}",
         consolidate_every=4,
         consolidate_steps=1_000_000,  # runs for the whole test
     )
-    asyncio.run(ensure_topics(s))
     bootstrap_node(s, NODE, seed=31, per_intent=8)
     return s
 
