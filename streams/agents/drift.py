@@ -14,11 +14,8 @@ checkpoint stalled the worker for half of every second (measured, issue 4).
 
 Dirty state is checkpointed every ``ECC_DRIFT_CHECKPOINT_S`` and always, flushed to the
 broker, before an alarm (a transition to drifting) is published: a restarted worker never
-alarms twice for one shift. The checkpoint also stores how far each input partition was
-read (:mod:`streams.state_table`), and a restarted worker reads on from there, so the
-records handled after the last checkpoint are counted again onto the state they are
-missing from; input records at or below a node's stored offsets are skipped, so none is
-counted twice.
+alarms twice for one shift. Input records at or below the stored offsets are skipped, so
+replayed records are not counted twice.
 """
 
 from __future__ import annotations
@@ -185,7 +182,6 @@ def register(ctx: Context) -> None:
 
     async def handle(event: EventT, now: float) -> list[DriftTransition]:
         kind = ctx.topic_of(event)
-        store.table.read(event.message.topic, event.message.partition, event.message.offset)
         if kind == topics.CHAT_TURNS:
             batch = await ctx.decode(event, TurnBatch)
             if batch is None or not fresh(event, batch.node_id):
