@@ -22,8 +22,8 @@
    the feedback produced while the previous worker was starting was never read, and the
    next commit skipped it for good). And a state table (:mod:`streams.state_table`)
    stores, with the state, the next offset of each input partition that state includes;
-   where that is below the committed offset (a commit got ahead of the stored state, or a
-   checkpointing agent's state lags its acks) reading resumes there. Never above it: the
+   where that is below the committed offset (a commit got ahead of the stored state)
+   reading resumes there. Never above it: the
    agents of a worker share one consumer, and one without stored state (the teacher) has
    read exactly up to the committed offset.
 """
