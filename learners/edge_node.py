@@ -538,7 +538,7 @@ class EdgeNode:
 
 
 def _new_model(o: EdgeOptions) -> EndModel:
-    return EndModel(o.encoder_path, lora=o.lora, max_length=o.max_length)
+    return EndModel(o.encoder_path, lora=o.lora, max_length=o.max_length, precision=o.precision)
 
 
 def _fit(

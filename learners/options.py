@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from learners.gate import EvalGate
-from models.options import MAX_LENGTH, LoraOptions
+from models.options import MAX_LENGTH, PRECISION, LoraOptions
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class EdgeOptions:
     encoder_path: str | None = None
     lora: LoraOptions = LoraOptions()
     max_length: int = MAX_LENGTH
+    precision: str = PRECISION
+    """Number format of the forward passes (:data:`models.options.PRECISION`)."""
     train: TrainOptions = TrainOptions()
     holdout_every: int = 5
     """Every n-th labelled example (by a hash of its id) is held out for the gate."""

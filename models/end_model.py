@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+from models.compute import autocast, inference_precision, store_frozen_linears
 from models.encoder import load_encoder, mean_pool, resolve_encoder_path
-from models.options import MAX_LENGTH, LoraOptions
+from models.options import LENGTH_BUCKET, MAX_LENGTH, PRECISION, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
@@ -78,6 +79,7 @@ class EndModel:
         lora: LoraOptions = LoraOptions(),
         max_length: int = MAX_LENGTH,
         scale: float = 20.0,
+        precision: str = PRECISION,
     ) -> None:
         self.encoder_path = resolve_encoder_path(encoder_path)
         self.tokenizer, base = load_encoder(self.encoder_path)
@@ -94,6 +96,9 @@ class EndModel:
         self.head = IntentHead(int(base.config.hidden_size), scale)
         self.labels: list[str] = []
         self.max_length = max_length
+        self.precision = inference_precision(precision)
+        self._autocast = autocast(self.precision)
+        store_frozen_linears(self.net, self.precision)
         # Serving reads and a swap of weights never interleave (a swap is a few tensor copies).
         self.lock = threading.RLock()
         self.net.eval()
@@ -118,23 +123,31 @@ class EndModel:
         return dict(out)
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
-        """Unit-norm sentence embeddings through the adapted encoder (keeps the graph)."""
+        """Unit-norm sentence embeddings through the adapted encoder (keeps the graph), in
+        float32; the forward pass runs at the model's precision (LoRA and head weights
+        stay float32, so training updates them exactly)."""
         enc = self._tokenize(texts)
-        hidden = self.net(**enc).last_hidden_state
+        with self._autocast():
+            hidden = self.net(**enc).last_hidden_state.float()
         return mean_pool(hidden, enc["attention_mask"])
 
+    def _infer(self, texts: Sequence[str]) -> torch.Tensor:
+        """:meth:`features` of ``texts`` (in their order) for inference, in buckets of
+        :data:`~models.options.LENGTH_BUCKET` utterances of similar length, so a short turn
+        is not padded to the longest of its micro-batch."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        for start in range(0, len(order), LENGTH_BUCKET):
+            rows = order[start : start + LENGTH_BUCKET]
+            out[rows] = self.features([texts[i] for i in rows])
+        return out
+
     @torch.inference_mode()
-    def embed(
-        self, texts: Sequence[str], batch_size: int = 64, locked: bool = True
-    ) -> np.ndarray[Any, Any]:
+    def embed(self, texts: Sequence[str], locked: bool = True) -> np.ndarray[Any, Any]:
         """Embeddings of ``texts``. ``locked=False`` is for the thread that alone swaps this
         model's weights (the learner): it cannot race itself, and serving need not wait."""
         with self.lock if locked else contextlib.nullcontext():
-            out = [
-                self.features(texts[i : i + batch_size]).numpy()
-                for i in range(0, len(texts), batch_size)
-            ]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+            return self._infer(texts).numpy()
 
     # --- head -------------------------------------------------------------------------------
     def label_index(self, label: str) -> int:
@@ -231,22 +244,22 @@ class EndModel:
 
     # --- inference --------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, texts: Sequence[str], k: int = 3, batch_size: int = 64) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], k: int = 3) -> list[Prediction]:
         if not self.labels:
             raise RuntimeError("the model has no intents yet: bootstrap it with labelled examples")
-        out: list[Prediction] = []
+        if not texts:
+            return []
         with self.lock:
             labels = list(self.labels)
-            for i in range(0, len(texts), batch_size):
-                emb = self.features(texts[i : i + batch_size])
-                probs = torch.softmax(self.head(emb), dim=-1)
-                top = torch.topk(probs, min(k, len(labels)), dim=-1)
-                for row in range(len(emb)):
-                    pairs = [
-                        (labels[j], float(p))
-                        for p, j in zip(top.values[row], top.indices[row], strict=True)
-                    ]
-                    out.append(Prediction(pairs[0][0], pairs[0][1], pairs, emb[row].numpy()))
+            emb = self._infer(texts)
+            top = torch.topk(torch.softmax(self.head(emb), dim=-1), min(k, len(labels)), dim=-1)
+        out = []
+        for row in range(len(emb)):
+            pairs = [
+                (labels[j], float(p))
+                for p, j in zip(top.values[row], top.indices[row], strict=True)
+            ]
+            out.append(Prediction(pairs[0][0], pairs[0][1], pairs, emb[row].numpy()))
         return out
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:

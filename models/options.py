@@ -8,6 +8,18 @@ from dataclasses import dataclass
 
 MAX_LENGTH = 48
 """Tokens per utterance (customer-service turns are short; 48 covers BANKING77's longest)."""
+PRECISIONS = ("auto", "bfloat16", "float32")
+PRECISION = "auto"
+"""Number format of the end model's forward passes: ``bfloat16`` (autocast, with the
+frozen encoder's linear weights stored in it; LoRA and head weights, pooling and
+embeddings stay float32), ``float32``, or ``auto``: bfloat16 where the CPU has native bf16
+instructions (AVX512-BF16, AMX), float32 elsewhere. On this project's 2-core
+CPU bf16 answers one utterance in 8.8 ms instead of 12 and embeds 1.65x faster, with
+BANKING77 accuracy unchanged (93.08 % against 92.95 %; cosine to float32 0.99999)."""
+LENGTH_BUCKET = 16
+"""Utterances per forward pass of inference, sorted by length first so that short turns
+are not padded to a long one (a random 64 of BANKING77: 1.4-1.75x the utterances/s of one
+padded batch; across a sorted memory, buckets of 16 and of 64 are equally fast)."""
 KEEP_VERSIONS = 20
 """Adapter versions the registry keeps per node."""
 TEACHER_TIMEOUT_S = 10.0

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from faust.types import EventT
 
 from learners.edge_node import EdgeNode
-from models.compute import limit_this_thread
+from models.compute import limit_this_thread, serving_threads
 from models.redaction import Redactor
 from models.registry import AdapterRegistry
 from streams import metrics, topics
@@ -56,7 +56,7 @@ class Context:
         s = self.settings
         # One thread each, so an answer never queues behind a refit or a consolidation;
         # learning threads get fewer torch threads and a lower priority (models.compute).
-        self.infer_pool = _pool("infer", s.infer_threads, 0)
+        self.infer_pool = _pool("infer", serving_threads(s.infer_threads), 0)
         self.train_pool = _pool("train", s.learn_threads, s.learn_nice)
         self.consolidate_pool = _pool("consolidate", s.learn_threads, s.learn_nice)
         self.teacher_pool = _pool("teacher", s.learn_threads, s.learn_nice)

@@ -20,7 +20,13 @@ from typing import Any
 from learners.drift import DriftConfig
 from learners.gate import EvalGate
 from learners.options import EdgeOptions, TrainOptions
-from models.options import KEEP_VERSIONS, TEACHER_RETRIES, TEACHER_TIMEOUT_S, LoraOptions
+from models.options import (
+    KEEP_VERSIONS,
+    PRECISIONS,
+    TEACHER_RETRIES,
+    TEACHER_TIMEOUT_S,
+    LoraOptions,
+)
 from streams.webhook.signing import DEFAULT_TOLERANCE_S
 
 ENV_PREFIX = "ECC_"
@@ -72,7 +78,11 @@ class Settings:
     web_port: int = _doc(6066, "Port of the worker's HTTP server (webhook, health).")
     metrics_port: int = _doc(9464, "Port of the Prometheus metrics endpoint (0: disabled).")
     log_level: str = _doc("warning", "Worker log level.")
-    infer_threads: int = _doc(0, "Torch threads of the serving thread (0: one per core).")
+    infer_threads: int = _doc(
+        0,
+        "Torch threads of the serving thread (0: every core but one, at least one: the "
+        "event loop and the broker client keep a core).",
+    )
     learn_threads: int = _doc(
         1, "Torch threads of each learning thread (head refits, LoRA consolidation, teacher)."
     )
@@ -85,6 +95,12 @@ class Settings:
     # --- End model and learner ------------------------------------------------------------------
     encoder: str = _doc("", "Path of a local transformers encoder. Empty: the packaged MiniLM.")
     max_length: int = _doc(EdgeOptions.max_length, "Tokens per utterance.")
+    model_precision: str = _doc(
+        EdgeOptions.precision,
+        "Number format of the end model's forward passes: auto (bfloat16 where the CPU runs "
+        "it natively, else float32), bfloat16 or float32. LoRA and head weights and the "
+        "embeddings stay float32.",
+    )
     lora_r: int = _doc(LoraOptions.r, "LoRA rank.")
     lora_alpha: int = _doc(LoraOptions.alpha, "LoRA alpha.")
     lora_targets: str = _doc(
@@ -211,6 +227,11 @@ class Settings:
                 f"ECC_SASL_MECHANISM={self.sasl_mechanism!r}: choose one of "
                 + ", ".join(SASL_MECHANISMS)
             )
+        if self.model_precision not in PRECISIONS:
+            raise ValueError(
+                f"ECC_MODEL_PRECISION={self.model_precision!r}: choose one of "
+                + ", ".join(PRECISIONS)
+            )
         for name in ("infer_threads", "learn_threads", "learn_nice"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: 0 or more")
@@ -248,6 +269,7 @@ class Settings:
                 r=self.lora_r, alpha=self.lora_alpha, targets=tuple(self.lora_targets.split(","))
             ),
             max_length=self.max_length,
+            precision=self.model_precision,
             train=TrainOptions(
                 learning_rate=self.learning_rate,
                 steps=self.consolidate_steps,

@@ -9,7 +9,10 @@ One run, on an embedded broker with a real ``ecc serve --roles edge`` worker:
 3. Load points: turns offered at each share of that maximum for a fixed time, first with
    the learner idle, then with it busy (a LoRA consolidation running for the whole phase,
    and a training batch, so a head refit, every ``learn_every_s``). For each: the rate
-   achieved and the end-to-end latency (sent to answer read back) p50 and p99.
+   achieved, the end-to-end latency (sent to answer read back) p50, p99 and mean, and
+   the worker's own account of where a turn's time went: the mean seconds per turn of
+   each stage of ``ecc_serve_stage_seconds`` over the point (``stage_ms_mean``; what is
+   left of the mean latency is the answer's way back: the broker, the reader's fetch).
 
 ``serving.json`` holds every figure; ``latency.png`` draws latency against load.
 """
@@ -17,6 +20,7 @@ One run, on an embedded broker with a real ``ecc serve --roles edge`` worker:
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,15 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from harness.bench.report import environment, fmt, table, write_json
 from harness.broker import EmbeddedBroker
 from harness.clients import send_labelled
 from harness.console import say
 from harness.options import ServingBenchOptions
-from harness.processes import stop
+from harness.processes import free_port, stop
+from harness.scrape import samples
 from harness.workers import start_worker
 from learners.edge_node import EdgeNode
+from models.compute import inference_precision, serving_threads
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example
 from streams import topics
@@ -41,11 +48,22 @@ from streams.schemas import AdapterEvent, ChatInbound, TurnBatch, decode
 from streams.settings import Settings
 
 NODE = "bench-node"
+STAGE_METRIC = "ecc_serve_stage_seconds"
 BUSY_STEPS = 10**9  # the busy phase's consolidation outlasts it
 
 
-def model_alone(node: EdgeNode, texts: list[str], batch: int) -> dict[str, float]:
-    """Utterances per second in micro-batches of ``batch``, and single-utterance ms."""
+def model_alone(node: EdgeNode, texts: list[str], batch: int, threads: int) -> dict[str, float]:
+    """Utterances per second in micro-batches of ``batch``, and single-utterance ms, with
+    ``threads`` torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _model_alone(node, texts, batch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _model_alone(node: EdgeNode, texts: list[str], batch: int) -> dict[str, float]:
     node.predict(texts[:batch])  # warm up
     started = time.perf_counter()
     for i in range(0, len(texts), batch):
@@ -120,7 +138,30 @@ async def exchange(
         "achieved_turns_per_s": len(got) / span if got else 0.0,
         "latency_ms_p50": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
         "latency_ms_p99": 1000 * float(np.percentile(latencies, 99)) if latencies else None,
+        "latency_ms_mean": 1000 * float(np.mean(latencies)) if latencies else None,
     }
+
+
+def stage_totals(url: str) -> dict[str, tuple[float, float]]:
+    """Seconds and turns so far of each serving stage, from the worker's ``/metrics``."""
+    totals: dict[str, list[float]] = {}
+    for sample in samples(url):
+        if sample.name in (STAGE_METRIC + "_sum", STAGE_METRIC + "_count"):
+            pair = totals.setdefault(sample.labels["stage"], [0.0, 0.0])
+            pair[sample.name.endswith("_count")] += sample.value
+    return {stage: (total, count) for stage, (total, count) in totals.items()}
+
+
+def stage_means_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean milliseconds per turn of each stage between two :func:`stage_totals`."""
+    means = {}
+    for stage, (total, count) in after.items():
+        total0, count0 = before.get(stage, (0.0, 0.0))
+        if count > count0:
+            means[stage] = 1000 * (total - total0) / (count - count0)
+    return means
 
 
 class BusyLearner:
@@ -182,7 +223,7 @@ def run_serving(
             state_dir=state,
             app_id="ecc-bench-serving",
             topic_prefix="bench.",
-            metrics_port=0,
+            metrics_port=free_port(),
             consolidate_every=1,
             consolidate_steps=BUSY_STEPS,
         )
@@ -193,7 +234,11 @@ def run_serving(
             NODE, registry, state, [e.text for e in seeds], [e.label for e in seeds], opts
         )
         say("      the model alone, in this process")
-        alone = model_alone(EdgeNode(NODE, registry, state, opts), texts, s.infer_batch)
+        node = EdgeNode(NODE, registry, state, opts)
+        alone = model_alone(node, texts, s.infer_batch, os.cpu_count() or 1)
+        threads = serving_threads(s.infer_threads)
+        alone_serving = model_alone(node, texts, s.infer_batch, threads)
+        del node
         say("      the raw broker round trip")
         round_trip = asyncio.run(broker_round_trip(s, o.round_trips))
         worker = start_worker(s, out / "serving-worker.log", roles="edge")
@@ -213,6 +258,12 @@ def run_serving(
         "fetch_max_wait_ms": s.fetch_max_wait_ms,
         "model_alone_utt_per_s": alone["utt_per_s"],
         "single_utterance_ms_p50": alone["single_ms_p50"],
+        "model_alone_serving_threads": {
+            "torch_threads": threads,
+            "utt_per_s": alone_serving["utt_per_s"],
+            "single_utterance_ms_p50": alone_serving["single_ms_p50"],
+        },
+        "model_precision": str(inference_precision(s.model_precision)).removeprefix("torch."),
         "broker_round_trip_ms_p50": round_trip,
         "max_turns_per_s": top,
         "burst": burst,
@@ -246,7 +297,10 @@ async def _points(
             rate = max(1.0, share * top)
             tag = f"{'busy' if busy else 'idle'}-{share:g}"
             say(f"      {tag}: {rate:.0f} turns/s for {o.seconds_per_point:g} s")
+            url = f"http://127.0.0.1:{s.metrics_port}/metrics"
+            before = stage_totals(url)
             got = await exchange(s, texts, tag, rate, o.seconds_per_point)
+            stages = stage_means_ms(before, stage_totals(url))
             points.append(
                 {
                     "offered_share": share,
@@ -255,6 +309,8 @@ async def _points(
                     "learning": busy is not None,
                     "latency_ms_p50": got["latency_ms_p50"],
                     "latency_ms_p99": got["latency_ms_p99"],
+                    "latency_ms_mean": got["latency_ms_mean"],
+                    "stage_ms_mean": stages,
                     "answered": got["answered"],
                     "turns": got["turns"],
                 }
@@ -298,6 +354,13 @@ def render(r: dict[str, Any], out: Path) -> str:
             fmt(r["model_alone_utt_per_s"]),
         ),
         ("single utterance ms p50", fmt(r["single_utterance_ms_p50"])),
+        (
+            f"  with the worker's {r['model_alone_serving_threads']['torch_threads']} torch "
+            "thread(s): utt/s, single ms",
+            f"{fmt(r['model_alone_serving_threads']['utt_per_s'])}, "
+            f"{fmt(r['model_alone_serving_threads']['single_utterance_ms_p50'])}",
+        ),
+        ("inference precision", r["model_precision"]),
         ("raw broker round trip ms p50", fmt(r["broker_round_trip_ms_p50"], digits=2)),
         ("served through the broker: max turns/s", fmt(r["max_turns_per_s"])),
     ]
@@ -310,5 +373,10 @@ def render(r: dict[str, Any], out: Path) -> str:
                 f"{fmt(p['latency_ms_p50'])} p99 {fmt(p['latency_ms_p99'])}",
             )
         )
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in p["stage_ms_mean"].items())
+        if stages and p["latency_ms_mean"] is not None:
+            back = p["latency_ms_mean"] - sum(p["stage_ms_mean"].values())
+            stages += f"; the way back {back:.1f} (of a mean {p['latency_ms_mean']:.1f})"
+        rows.append(("  in the worker, mean ms per turn", stages or "none observed"))
     rows.append(("report", f"{out / 'serving.json'}, {out / 'latency.png'}"))
     return "\n==== ecc bench serving " + "=" * 40 + "\n" + table(rows) + "\n"

@@ -23,6 +23,8 @@ POINT_KEYS = {
     "latency_ms_p99",
 }
 
+STAGES = {"inbound", "queue", "inference", "redact", "encode", "publish"}
+
 
 def test_quick_serving_bench_answers_every_turn_idle_and_learning(tmp_path: Path) -> None:
     out = tmp_path / "serving"
@@ -45,6 +47,9 @@ def test_quick_serving_bench_answers_every_turn_idle_and_learning(tmp_path: Path
         assert set(p) >= POINT_KEYS
         assert p["answered"] == p["turns"] > 0, p  # every turn answered, none timed out
         assert p["latency_ms_p50"] <= p["latency_ms_p99"]
+        # the worker's own account of each point: every stage, inside the end-to-end time
+        assert set(p["stage_ms_mean"]) == STAGES, p
+        assert 0 < sum(p["stage_ms_mean"].values()) < p["latency_ms_mean"], p
     # the busy points ran beside a consolidation that had begun and never ended
     assert report["busy_learner"]["consolidation_began"]
     assert report["busy_learner"]["training_batches"] >= 2

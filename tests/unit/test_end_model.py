@@ -60,3 +60,25 @@ def test_state_round_trip_and_shape_check(model: EndModel, tiny_encoder: Path) -
 def test_unbootstrapped_model_refuses_to_predict(tiny_encoder: Path) -> None:
     with pytest.raises(RuntimeError, match="no intents"):
         EndModel(tiny_encoder).predict(["hi"])
+
+
+def test_length_buckets_keep_the_order_and_the_embeddings(tiny_encoder: Path) -> None:
+    """Inference sorts by length into buckets; each text's embedding is what it gets alone
+    (padding is masked), and the answers come back in the order asked."""
+    m = EndModel(tiny_encoder, max_length=16, precision="float32")
+    texts = [("word " * (i % 11 + 1)).strip() + f" {i}" for i in range(37)]  # > 2 buckets
+    together = m.embed(texts)
+    alone = np.concatenate([m.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert m.embed([]).shape == (0, m.dim)
+
+
+def test_bfloat16_inference_is_close_to_float32(tiny_encoder: Path) -> None:
+    exact = EndModel(tiny_encoder, max_length=16, precision="float32")
+    fast = EndModel(tiny_encoder, max_length=16, precision="bfloat16")
+    assert fast.precision == torch.bfloat16
+    a, b = exact.embed(TEXTS), fast.embed(TEXTS)
+    assert b.dtype == np.float32
+    assert float((a * b).sum(1).min()) > 0.99  # unit vectors: cosine
+    with pytest.raises(ValueError, match="choose one of auto, bfloat16, float32"):
+        EndModel(tiny_encoder, precision="int4")

@@ -61,3 +61,8 @@ def test_worker_roles_are_written_once() -> None:
     from streams.agents import REGISTER
 
     assert tuple(REGISTER) == topics.ROLES
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="ECC_MODEL_PRECISION='fp8': choose one of auto"):
+        Settings.from_env({"ECC_MODEL_PRECISION": "fp8"})
