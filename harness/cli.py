@@ -22,6 +22,7 @@ from harness.options import (
     LEARNER_QUICK_STREAM,
     LEARNER_QUICK_TEST,
     LOOP_BENCH_RATE,
+    PRECISION_QUICK_PER_INTENT,
     SERVING_QUICK,
     TEACHER_QUICK_TURNS,
     WEBHOOK_BENCH_S,
@@ -354,6 +355,37 @@ def bench_serving(data: str | None, quick: bool, seconds_per_point: float, out: 
     plan = plan_stream(dataset, LearnerBenchOptions(seed=o.seed))
     texts = [e.text for e in plan.test][:2000]
     run_serving(plan.seeds, texts, plan.stream, settings_from_env(), out, o)
+
+
+@bench.command("precision")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="Dataset whose train and test splits are embedded. Default: the generator.",
+)
+@click.option(
+    "--quick", is_flag=True, help="A small generated dataset (for CI), unless --data is given."
+)
+@_out_option("reports/bench-precision", "precision.json")
+def bench_precision(data: str | None, quick: bool, out: Path) -> None:
+    """Accuracy and speed of the end model at float32 and at bfloat16 (ECC_MODEL_PRECISION).
+
+    Embeds the train and test splits at each precision through the production inference
+    path, fits one LogisticRegression per precision (C by 5-fold CV on float32) and scores
+    the test split; also utterances per second and one utterance's latency. See
+    harness/bench/precision.py.
+    """
+    from harness.bench.precision import run_precision
+    from scenarios.datasets import load_dataset
+    from scenarios.generator import generated_dataset
+
+    if data:
+        dataset = load_dataset(data)
+    elif quick:
+        dataset = generated_dataset(0, *PRECISION_QUICK_PER_INTENT)
+    else:
+        dataset = generated_dataset(0)
+    run_precision(dataset, out)
 
 
 @bench.command("webhook")

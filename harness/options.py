@@ -93,6 +93,8 @@ class ServingBenchOptions:
     seed: int = 7
 
 
+PRECISION_QUICK_PER_INTENT = (20, 10)
+"""``ecc bench precision --quick``: generated train and test utterances per intent."""
 SERVING_QUICK = ServingBenchOptions(seconds_per_point=6.0, burst_turns=400, round_trips=50)
 
 DRIFT_QUICK = DriftBenchOptions(turns=8_000, seeds=1, throughput_turns=20_000, quick=True)
