@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +127,19 @@ async def adapter_event(
                     ):
                         return event
     raise TimeoutError(f"no adapter event {statuses}")
+
+
+def quick_bench(
+    name: str, out: Path, report: str, timeout: float = 600
+) -> tuple[dict[str, Any], str]:
+    """``ecc bench NAME --quick --out OUT`` as a user runs it: its JSON report ``report``
+    (a path under ``out``) and what it printed; fails with the end of its output if it
+    exits non-zero."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "bench", name, "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return json.loads((out / report).read_text()), done.stdout

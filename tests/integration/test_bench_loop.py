@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 
 from harness.bench.loop import ARMS
 from harness.bench.peers import recovery_turns
+from tests.integration.conftest import quick_bench
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +44,8 @@ FIGURES = (
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("loop")
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "bench", "loop", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return out / "generated", done.stdout
+    _, printed = quick_bench("loop", out, "generated/loop.json")
+    return out / "generated", printed
 
 
 def _acc(rows: list[dict[str, str]], arm: str) -> float | None:

@@ -4,12 +4,11 @@ worker and head refits come every few seconds (a bounded wait: no turn times out
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import quick_bench
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +27,7 @@ STAGES = {"inbound", "queue", "inference", "redact", "encode", "publish"}
 
 def test_quick_serving_bench_answers_every_turn_idle_and_learning(tmp_path: Path) -> None:
     out = tmp_path / "serving"
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "bench", "serving", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads((out / "serving.json").read_text())
+    report, printed = quick_bench("serving", out, "serving.json", timeout=900)
     for key in KEYS:
         assert report[key] is not None, key
     assert report["max_turns_per_s"] > 0 and report["broker_round_trip_ms_p50"] > 0
@@ -54,4 +46,4 @@ def test_quick_serving_bench_answers_every_turn_idle_and_learning(tmp_path: Path
     assert report["busy_learner"]["consolidation_began"]
     assert report["busy_learner"]["training_batches"] >= 2
     assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
-    assert "==== ecc bench serving" in done.stdout
+    assert "==== ecc bench serving" in printed
