@@ -57,13 +57,14 @@ def limit_this_thread(torch_threads: int, nice: int = 0) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
-def inference_precision(name: str) -> torch.dtype:
-    """The dtype that ``name`` (one of :data:`PRECISIONS`) means on this machine: ``auto``
-    is bfloat16 only where oneDNN runs it natively (emulated bf16 is slower than float32).
+def resolve_precision(name: str) -> torch.dtype:
+    """The dtype that ``name`` (one of :data:`PRECISIONS`) means on this machine for the
+    end model's forward passes: ``auto`` is bfloat16 only where oneDNN runs it natively
+    (emulated bf16 is slower than float32).
 
-    >>> inference_precision("float32")
+    >>> resolve_precision("float32")
     torch.float32
-    >>> inference_precision("auto") in (torch.bfloat16, torch.float32)
+    >>> resolve_precision("auto") in (torch.bfloat16, torch.float32)
     True
     """
     if name not in PRECISIONS:

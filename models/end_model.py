@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-from models.compute import autocast, inference_precision, store_frozen_linears
+from models.compute import autocast, resolve_precision, store_frozen_linears
 from models.encoder import load_encoder, mean_pool, resolve_encoder_path
 from models.options import LENGTH_BUCKET, MAX_LENGTH, PRECISION, LoraOptions
 
@@ -96,7 +96,7 @@ class EndModel:
         self.head = IntentHead(int(base.config.hidden_size), scale)
         self.labels: list[str] = []
         self.max_length = max_length
-        self.precision = inference_precision(precision)
+        self.precision = resolve_precision(precision)
         self._autocast = autocast(self.precision)
         store_frozen_linears(self.net, self.precision)
         # Serving reads and a swap of weights never interleave (a swap is a few tensor copies).

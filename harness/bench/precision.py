@@ -21,7 +21,7 @@ import numpy as np
 from harness.bench.peers import choose_c, fit_logistic
 from harness.bench.report import environment, fmt, table, write_json
 from harness.console import say
-from models.compute import inference_precision
+from models.compute import resolve_precision
 from models.end_model import EndModel
 from scenarios.datasets import LabelledData
 
@@ -64,7 +64,7 @@ def run_precision(data: LabelledData, out: Path) -> dict[str, Any]:
         "train": len(train_x),
         "test": len(test_x),
         "C": c,
-        "auto_means": str(inference_precision("auto")).removeprefix("torch."),
+        "auto_means": str(resolve_precision("auto")).removeprefix("torch."),
         "formats": arms,
         "bfloat16_accuracy_change_points": 100
         * (arms["bfloat16"]["test_accuracy"] - arms["float32"]["test_accuracy"]),

@@ -39,7 +39,7 @@ from harness.processes import free_port, stop
 from harness.scrape import samples
 from harness.workers import start_worker
 from learners.edge_node import EdgeNode
-from models.compute import inference_precision, serving_threads
+from models.compute import resolve_precision, serving_threads
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example
 from streams import topics
@@ -263,7 +263,7 @@ def run_serving(
             "utt_per_s": alone_serving["utt_per_s"],
             "single_utterance_ms_p50": alone_serving["single_ms_p50"],
         },
-        "model_precision": str(inference_precision(s.model_precision)).removeprefix("torch."),
+        "model_precision": str(resolve_precision(s.model_precision)).removeprefix("torch."),
         "broker_round_trip_ms_p50": round_trip,
         "max_turns_per_s": top,
         "burst": burst,
