@@ -88,7 +88,7 @@ def autocast(dtype: torch.dtype) -> Callable[[], contextlib.AbstractContextManag
 def store_frozen_linears(module: torch.nn.Module, dtype: torch.dtype) -> None:
     """Keep the weights of ``module``'s frozen ``Linear`` layers in ``dtype``, once, so
     that :func:`autocast` does not cast them again at every forward pass (for one
-    utterance that cast is a quarter of the time). Trainable layers (LoRA) stay float32;
+    utterance, about a fifth of its time). Trainable layers (LoRA) stay float32;
     float32 leaves everything as it is."""
     if dtype == torch.float32:
         return
