@@ -34,6 +34,14 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a setting outside ``choices``, naming its variable and the choices."""
+    if value not in choices:
+        raise ValueError(
+            f"{ENV_PREFIX}{name.upper()}={value!r}: choose one of {', '.join(choices)}"
+        )
+
+
 def _doc(default: Any, doc: str, secret: bool = False) -> Any:
     """A dataclass field with a default and a one-line description (shown by ``ecc settings``);
     a ``secret`` one is never printed."""
@@ -215,23 +223,10 @@ class Settings:
     teacher_min_confidence: float = _doc(0.6, "Annotations below this are not trained on.")
 
     def __post_init__(self) -> None:
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise ValueError(
-                f"ECC_SECURITY_PROTOCOL={self.security_protocol!r}: choose one of "
-                + ", ".join(SECURITY_PROTOCOLS)
-            )
-        if self.security_protocol.startswith("SASL") and self.sasl_mechanism not in (
-            SASL_MECHANISMS
-        ):
-            raise ValueError(
-                f"ECC_SASL_MECHANISM={self.sasl_mechanism!r}: choose one of "
-                + ", ".join(SASL_MECHANISMS)
-            )
-        if self.model_precision not in PRECISIONS:
-            raise ValueError(
-                f"ECC_MODEL_PRECISION={self.model_precision!r}: choose one of "
-                + ", ".join(PRECISIONS)
-            )
+        _one_of("security_protocol", self.security_protocol, SECURITY_PROTOCOLS)
+        if self.security_protocol.startswith("SASL"):
+            _one_of("sasl_mechanism", self.sasl_mechanism, SASL_MECHANISMS)
+        _one_of("model_precision", self.model_precision, PRECISIONS)
         for name in ("infer_threads", "learn_threads", "learn_nice"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: 0 or more")

@@ -23,9 +23,8 @@
    next commit skipped it for good). And a state table (:mod:`streams.state_table`)
    stores, with the state, the next offset of each input partition that state includes;
    where that is below the committed offset (a commit got ahead of the stored state)
-   reading resumes there. Never above it: the
-   agents of a worker share one consumer, and one without stored state (the teacher) has
-   read exactly up to the committed offset.
+   reading resumes there. Never above it: the agents of a worker share one consumer, and
+   one without stored state (the teacher) has read exactly up to the committed offset.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.bench.peers import choose_c, fit_logistic
-from harness.bench.report import environment, fmt, table, write_json
+from harness.bench.report import environment, fmt, one_at_a_time_ms_p50, table, write_json
 from harness.console import say
 from models.compute import resolve_precision
 from models.end_model import EndModel
@@ -42,14 +42,11 @@ def run_precision(data: LabelledData, out: Path) -> dict[str, Any]:
         started = time.perf_counter()
         vectors[name] = (model.embed(train_x), model.embed(test_x))
         seconds = time.perf_counter() - started
-        single = []
-        for text in test_x[:SINGLE_UTTERANCES]:
-            t = time.perf_counter()
-            model.embed([text])
-            single.append(time.perf_counter() - t)
         arms[name] = {
             "embed_utt_per_s": (len(train_x) + len(test_x)) / seconds,
-            "single_utterance_ms_p50": 1000 * float(np.percentile(single, 50)),
+            "single_utterance_ms_p50": one_at_a_time_ms_p50(
+                model.embed, test_x[:SINGLE_UTTERANCES]
+            ),
         }
     say("      choosing C by cross-validation on the float32 embeddings")
     c = choose_c(vectors["float32"][0], train_y)

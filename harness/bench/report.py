@@ -6,9 +6,11 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -74,3 +76,13 @@ def plot_curve(path: Path, curves: dict[str, tuple[list[int], list[float]]], tit
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def one_at_a_time_ms_p50(call: Callable[[list[str]], object], texts: Sequence[str]) -> float:
+    """p50 milliseconds of ``call`` on one text at a time, over ``texts``."""
+    seconds = []
+    for text in texts:
+        started = time.perf_counter()
+        call([text])
+        seconds.append(time.perf_counter() - started)
+    return 1000 * float(np.percentile(seconds, 50))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.bench.report import environment, fmt, table, write_json
+from harness.bench.report import environment, fmt, one_at_a_time_ms_p50, table, write_json
 from harness.broker import EmbeddedBroker
 from harness.clients import send_labelled
 from harness.console import say
@@ -69,12 +69,7 @@ def _model_alone(node: EdgeNode, texts: list[str], batch: int) -> dict[str, floa
     for i in range(0, len(texts), batch):
         node.predict(texts[i : i + batch])
     batched = len(texts) / (time.perf_counter() - started)
-    single = []
-    for text in texts[:200]:
-        t = time.perf_counter()
-        node.predict([text])
-        single.append(time.perf_counter() - t)
-    return {"utt_per_s": batched, "single_ms_p50": 1000 * float(np.percentile(single, 50))}
+    return {"utt_per_s": batched, "single_ms_p50": one_at_a_time_ms_p50(node.predict, texts[:200])}
 
 
 async def broker_round_trip(s: Settings, n: int) -> float:
