@@ -21,14 +21,21 @@ candidate is written to the registry and swapped into ``serving`` under the mode
 a request sees the old or the new version, never a mix. A rejected candidate's labels stay
 in the memory (they are true; the next refit learns them with newer ones). Batch ids
 already applied are remembered on disk, so a batch delivered again is skipped.
+
+A node that only serves holds its end model alone (adapter, head and labels, over the
+encoder every node of the process shares): its memory, held-out set and first head are
+read from its files when it first learns, and :meth:`EdgeNode.release_learning_state`
+lets them go again (everything is on disk after every update), so a worker can hold many
+serving nodes and keep the memories of the few that learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -170,10 +177,13 @@ class EdgeNode:
         self.labels_since_consolidation = 0
         self._working: EndModel | None = None
         self._consolidating = False
-        self.memory = ExampleMemory(options.memory_per_class, self.serving.dim)
-        self.holdout = ExampleMemory(options.holdout_per_class, self.serving.dim)
-        self.first: _Head | None = None
-        self._restore()
+        self._pins = 0
+        self._memory: ExampleMemory | None = None
+        self._holdout: ExampleMemory | None = None
+        self._first: _Head | None = None
+        log = self.dir / "batches.log"
+        if log.exists():
+            self.applied = {b for b in log.read_text().split() if b}
 
     # --- construction -----------------------------------------------------------------------
     @classmethod
@@ -220,16 +230,80 @@ class EdgeNode:
         (node_dir / "batches.log").write_text("")
         return version.version
 
-    def _restore(self) -> None:
-        """Memory, held-out set, first head and applied batch ids from the node's files."""
-        key = self.serving.encoder_key()
+    # --- the learning state, read when the node first learns ---------------------------------
+    @property
+    def memory(self) -> ExampleMemory:
+        if self._memory is None:
+            self._load_learning_state()
+        assert self._memory is not None
+        return self._memory
+
+    @property
+    def holdout(self) -> ExampleMemory:
+        if self._holdout is None:
+            self._load_learning_state()
+        assert self._holdout is not None
+        return self._holdout
+
+    @property
+    def first(self) -> _Head | None:
+        if self._memory is None:
+            self._load_learning_state()
+        return self._first
+
+    @property
+    def learning_state_loaded(self) -> bool:
+        return self._memory is not None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a consolidation or a pinned piece of work is under way: the node must
+        stay resident (a second copy of it loaded meanwhile could miss what it writes)."""
+        return self._consolidating or self._pins > 0
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keep the node :attr:`busy` for the block (a learning job from scheduling to end)."""
+        self._pins += 1
+        try:
+            yield
+        finally:
+            self._pins -= 1
+
+    def release_learning_state(self) -> bool:
+        """Let the memory, held-out set and first head go (they are on disk); they are read
+        again when the node next learns. Not during a consolidation: returns False."""
+        if self._consolidating:
+            return False
+        self._memory = self._holdout = self._first = None
+        self._working = None
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this node holds of its own (the shared encoder not counted)."""
+        own = self.serving.nbytes + (self._working.nbytes if self._working else 0)
+        for memory in (self._memory, self._holdout):
+            own += memory.nbytes if memory is not None else 0
+        if self._first is not None:
+            own += self._first.weight.nbytes + self._first.bias.nbytes
+        return own
+
+    def _load_learning_state(self) -> None:
+        """Memory, held-out set and first head from the node's files."""
+        dim = self.serving.dim
+        self._memory = ExampleMemory(self.options.memory_per_class, dim)
+        self._holdout = ExampleMemory(self.options.holdout_per_class, dim)
         if (self.dir / MEMORY_FILE).exists():
-            self.memory = ExampleMemory.load(self.dir / MEMORY_FILE, self.memory.per_class)
+            self._memory = ExampleMemory.load(self.dir / MEMORY_FILE, self.options.memory_per_class)
         elif (self.dir / LEGACY_EXAMPLES).exists():
             self._migrate(self.dir / LEGACY_EXAMPLES)
         if (self.dir / HOLDOUT_FILE).exists():
-            self.holdout = ExampleMemory.load(self.dir / HOLDOUT_FILE, self.holdout.per_class)
-        stale = [m for m in (self.memory, self.holdout) if m.key != key]
+            self._holdout = ExampleMemory.load(
+                self.dir / HOLDOUT_FILE, self.options.holdout_per_class
+            )
+        key = self.serving.encoder_key()
+        stale = [m for m in (self._memory, self._holdout) if m.key != key]
         for memory in stale:  # another encoder's embeddings (a rollback, an old node)
             self._reembed(memory, self.serving, key)
         if stale:
@@ -237,15 +311,13 @@ class EdgeNode:
         first = self.dir / FIRST_HEAD_FILE
         if first.exists():
             with np.load(first, allow_pickle=False) as f:
-                self.first = _Head(f["weight"], f["bias"], f["labels"].tolist(), str(f["key"]))
-        log = self.dir / "batches.log"
-        if log.exists():
-            self.applied = {b for b in log.read_text().split() if b}
+                self._first = _Head(f["weight"], f["bias"], f["labels"].tolist(), str(f["key"]))
 
     def _migrate(self, legacy: Path) -> None:
         """A node written before the memory existed: its examples.jsonl, read once."""
         rows = [json.loads(line) for line in legacy.read_text().splitlines() if line.strip()]
-        for flag, memory in ((False, self.memory), (True, self.holdout)):
+        assert self._memory is not None and self._holdout is not None
+        for flag, memory in ((False, self._memory), (True, self._holdout)):
             mine = [r for r in rows if bool(r["holdout"]) == flag]
             ids = [f"legacy:{int(flag)}:{i}" for i in range(len(mine))]
             texts, labels = [r["text"] for r in mine], [r["label"] for r in mine]
@@ -269,8 +341,22 @@ class EdgeNode:
     ) -> tuple[list[Prediction], int, int]:
         """Predictions, the version that made them and the version whose encoder computed
         their embeddings (head-only versions keep their parent's)."""
-        with self.serving.lock:
-            return self.serving.predict(texts, k=k), self.version, self.encoder_version
+        return EdgeNode.predict_many([(self, texts)], k)[0]
+
+    @staticmethod
+    def predict_many(
+        requests: Sequence[tuple[EdgeNode, Sequence[str]]], k: int = 3
+    ) -> list[tuple[list[Prediction], int, int]]:
+        """:meth:`predict_versions` of each ``(node, texts)``, in one forward pass over
+        every node's texts (each row through its node's adapter and head)."""
+        with contextlib.ExitStack() as held:
+            for node in {id(n): n for n, _ in requests}.values():
+                held.enter_context(node.serving.lock)
+            answers = EndModel.predict_many([(n.serving, texts) for n, texts in requests], k)
+            return [
+                (preds, node.version, node.encoder_version)
+                for (node, _), preds in zip(requests, answers, strict=True)
+            ]
 
     # --- learning: the fast path --------------------------------------------------------------
     def apply_batch(self, batch_id: str, examples: Sequence[LabelledText]) -> BatchOutcome:
@@ -531,8 +617,8 @@ class EdgeNode:
                 self.version = meta.version
                 self.encoder_version = int(meta.extra.get("encoder_version", meta.version))
             key = self.serving.encoder_key()
-            for memory in (self.memory, self.holdout):
-                if memory.key != key:
+            for memory in (self._memory, self._holdout):  # (unloaded ones: when next read)
+                if memory is not None and memory.key != key:
                     self._reembed(memory, self.serving, key)
         return before, self.version
 

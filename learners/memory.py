@@ -79,6 +79,12 @@ class ExampleMemory:
         intent = self._intents.get(label)
         return intent.seen if intent else 0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept embeddings and texts, roughly (Python objects not counted)."""
+        texts = sum(len(t) for i in self._intents.values() for t in i.texts)
+        return len(self) * self.dim * 4 + texts
+
     def count(self, label: str) -> int:
         intent = self._intents.get(label)
         return len(intent.ids) if intent else 0

@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from learners.gate import EvalGate
 from models.options import MAX_LENGTH, PRECISION, LoraOptions
 
+RESIDENT_NODES = 2000
+"""Nodes a worker keeps in memory at most (least recently used let go first; a resident
+serving node costs its adapter and head, ``ecc bench nodes``)."""
+RESIDENT_MIB = 0
+"""MiB of node state (adapters, heads, loaded memories) a worker keeps at most (0: no
+bound but the count)."""
+LEARNING_NODES = 8
+"""Nodes whose example memory and held-out set stay loaded after they learn (the most
+recently taught); others read theirs from their files when they next learn."""
+
 
 @dataclass(frozen=True)
 class TrainOptions:

@@ -70,24 +70,21 @@ class IncrementalTrainer:
         params = self.model.trainable_parameters()
         optimiser = torch.optim.AdamW(params, lr=self.options.learning_rate, weight_decay=0.0)
         losses: list[float] = []
-        self.model.net.train()
-        try:
-            for _ in range(self.options.steps):
-                if stop():
-                    break
-                xs, ys = self._draw(texts, labels)
-                target = torch.tensor([self.model.label_index(y) for y in ys])
-                loss = torch.nn.functional.cross_entropy(self.model.logits(xs), target)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingGuardError(f"loss became {value}: batch not applied")
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimiser.step()
-                losses.append(value)
-        finally:
-            self.model.net.eval()
+        # The encoder stays in eval mode (no dropout): it is shared with serving.
+        for _ in range(self.options.steps):
+            if stop():
+                break
+            xs, ys = self._draw(texts, labels)
+            target = torch.tensor([self.model.label_index(y) for y in ys])
+            loss = torch.nn.functional.cross_entropy(self.model.logits(xs), target)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingGuardError(f"loss became {value}: batch not applied")
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            losses.append(value)
         broken = [i for i, p in enumerate(params) if not torch.isfinite(p).all()]
         if broken:
             raise TrainingGuardError(

@@ -1,4 +1,4 @@
-"""The end model an edge node serves: encoder + LoRA adapter (peft) + a growable intent head.
+"""The end model an edge node serves: a shared encoder + its LoRA adapter + a growable intent head.
 
 Why this shape: on few labelled examples a randomly initialised head learns very slowly,
 while a head whose rows start at the class centroids of mean-pooled, normalised embeddings
@@ -6,12 +6,16 @@ is right from the first turn (84 % vs 21 % on BANKING77 after 2k examples, DESIG
 head is therefore a scaled cosine classifier at start; LoRA on the attention projections
 then adapts the encoder to the node's traffic. A new intent adds a row, leaving old rows
 untouched, so old logits are unchanged until training moves them.
+
+Every end model of a process shares one frozen encoder (:class:`models.lora.SharedEncoder`);
+what a model owns is its adapter (None until it is first trained: a fresh LoRA adapter
+changes nothing), its head and its labels, a few hundred KB. :meth:`EndModel.predict_many`
+answers texts of many models in one forward pass.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,15 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-from models.compute import autocast, resolve_precision, store_frozen_linears
-from models.encoder import load_encoder, mean_pool, resolve_encoder_path
-from models.options import LENGTH_BUCKET, MAX_LENGTH, PRECISION, LoraOptions
+from models.lora import LoraAdapter, SharedEncoder
+from models.options import MAX_LENGTH, PRECISION, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
 LORA_PREFIX = "lora."
+FROZEN_KEY = "frozen"  # the encoder key of a model without an adapter
 
 
 @dataclass(frozen=True)
@@ -81,27 +84,13 @@ class EndModel:
         scale: float = 20.0,
         precision: str = PRECISION,
     ) -> None:
-        self.encoder_path = resolve_encoder_path(encoder_path)
-        self.tokenizer, base = load_encoder(self.encoder_path)
-        config = LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            target_modules=list(lora.targets),
-            lora_dropout=lora.dropout,
-            bias="none",
-        )
-        with torch.random.fork_rng(devices=[]):  # the same LoRA init every time
-            torch.manual_seed(0)
-            self.net: Any = get_peft_model(base, config)
-        self.head = IntentHead(int(base.config.hidden_size), scale)
+        self.encoder = SharedEncoder.shared(encoder_path, max_length, precision, lora.targets)
+        self.lora = lora
+        self.adapter: LoraAdapter | None = None
+        self.head = IntentHead(self.encoder.dim, scale)
         self.labels: list[str] = []
-        self.max_length = max_length
-        self.precision = resolve_precision(precision)
-        self._autocast = autocast(self.precision)
-        store_frozen_linears(self.net, self.precision)
         # Serving reads and a swap of weights never interleave (a swap is a few tensor copies).
         self.lock = threading.RLock()
-        self.net.eval()
 
     # --- encoding ---------------------------------------------------------------------------
     @property
@@ -109,38 +98,25 @@ class EndModel:
         return int(self.head.weight.shape[1])
 
     @property
+    def encoder_path(self) -> Path:
+        return self.encoder.path
+
+    @property
+    def precision(self) -> torch.dtype:
+        return self.encoder.precision
+
+    @property
     def base_model_name(self) -> str:
         return self.encoder_path.name if self.encoder_path.name != "model" else "all-MiniLM-L6-v2"
-
-    def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        out: Any = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return dict(out)
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
         """Unit-norm sentence embeddings through the adapted encoder (keeps the graph), in
         float32; the forward pass runs at the model's precision (LoRA and head weights
         stay float32, so training updates them exactly)."""
-        enc = self._tokenize(texts)
-        with self._autocast():
-            hidden = self.net(**enc).last_hidden_state.float()
-        return mean_pool(hidden, enc["attention_mask"])
+        return self.encoder.features(texts, [self.adapter])
 
     def _infer(self, texts: Sequence[str]) -> torch.Tensor:
-        """:meth:`features` of ``texts`` (in their order) for inference, in buckets of
-        :data:`~models.options.LENGTH_BUCKET` utterances of similar length, so a short turn
-        is not padded to the longest of its micro-batch."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.dim)
-        for start in range(0, len(order), LENGTH_BUCKET):
-            rows = order[start : start + LENGTH_BUCKET]
-            out[rows] = self.features([texts[i] for i in rows])
-        return out
+        return self.encoder.infer(texts, [self.adapter])
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], locked: bool = True) -> np.ndarray[Any, Any]:
@@ -216,13 +192,14 @@ class EndModel:
     def encoder_key(self) -> str:
         """A digest of the adapter's weights: embeddings computed under one key are valid
         for every version with the same key (a head-only update keeps it)."""
-        digest = hashlib.sha256()
         with self.lock:
-            lora = get_peft_model_state_dict(self.net)
-            for name in sorted(lora):
-                digest.update(name.encode())
-                digest.update(lora[name].detach().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+            return self.adapter.digest() if self.adapter is not None else FROZEN_KEY
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this model holds of its own (the shared encoder not counted)."""
+        own = self.head.weight.numel() + self.head.bias.numel()
+        return own * 4 + (self.adapter.nbytes if self.adapter is not None else 0)
 
     def add_labels(self, texts: Sequence[str], labels: Sequence[str]) -> list[str]:
         """Append a row for every label of ``labels`` not known yet, at its examples' centroid.
@@ -243,23 +220,42 @@ class EndModel:
         return new
 
     # --- inference --------------------------------------------------------------------------
-    @torch.inference_mode()
     def predict(self, texts: Sequence[str], k: int = 3) -> list[Prediction]:
-        if not self.labels:
-            raise RuntimeError("the model has no intents yet: bootstrap it with labelled examples")
+        return EndModel.predict_many([(self, texts)], k)[0]
+
+    @staticmethod
+    @torch.inference_mode()
+    def predict_many(
+        requests: Sequence[tuple[EndModel, Sequence[str]]], k: int = 3
+    ) -> list[list[Prediction]]:
+        """Predictions for each ``(model, texts)`` of ``requests``, in one forward pass
+        over all their texts (models sharing one encoder), each row through its own
+        model's adapter and head: the same answers as each model gives alone."""
+        models = list({id(m): m for m, _ in requests}.values())
+        for model in models:
+            if not model.labels:
+                raise RuntimeError(
+                    "the model has no intents yet: bootstrap it with labelled examples"
+                )
+            if model.encoder is not models[0].encoder:
+                raise ValueError("models predicted together must share their encoder")
+        texts = [t for _, ts in requests for t in ts]
         if not texts:
-            return []
-        with self.lock:
-            labels = list(self.labels)
-            emb = self._infer(texts)
-            top = torch.topk(torch.softmax(self.head(emb), dim=-1), min(k, len(labels)), dim=-1)
-        out = []
-        for row in range(len(emb)):
-            pairs = [
-                (labels[j], float(p))
-                for p, j in zip(top.values[row], top.indices[row], strict=True)
-            ]
-            out.append(Prediction(pairs[0][0], pairs[0][1], pairs, emb[row].numpy()))
+            return [[] for _ in requests]
+        with contextlib.ExitStack() as held:
+            for model in models:
+                held.enter_context(model.lock)
+            adapters = [m.adapter for m, ts in requests for _ in ts]
+            emb = models[0].encoder.infer(texts, adapters)
+            out = []
+            start = 0
+            for model, ts in requests:
+                rows = emb[start : start + len(ts)]
+                start += len(ts)
+                labels = list(model.labels)
+                probs = torch.softmax(model.head(rows), dim=-1)
+                top = torch.topk(probs, min(k, len(labels)), dim=-1)
+                out.append(_predictions(labels, rows, top))
         return out
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
@@ -267,15 +263,21 @@ class EndModel:
         return self.head(self.features(texts))
 
     # --- weights ----------------------------------------------------------------------------
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        lora = [p for p in self.net.parameters() if p.requires_grad]
-        return [*lora, self.head.weight, self.head.bias]
+    def trainable_parameters(self) -> list[torch.Tensor]:
+        """The adapter's and the head's tensors, for an optimiser: the adapter is first
+        replaced by a trainable copy of itself (a fresh one if there is none), so the
+        tensors it shared with another model are never changed."""
+        with self.lock:
+            current = self.adapter or self.encoder.initial_adapter(self.lora)
+            self.adapter = current.trainable()
+            return [*self.adapter.parameters(), self.head.weight, self.head.bias]
 
     def state(self) -> dict[str, torch.Tensor]:
-        """Everything a version is made of besides the frozen encoder: LoRA weights and head."""
+        """Everything a version is made of besides the frozen encoder: LoRA weights (under
+        peft's names; none while the model has no adapter) and head."""
         with self.lock:
-            lora = get_peft_model_state_dict(self.net)
-            tensors = {LORA_PREFIX + k: v.detach().clone() for k, v in lora.items()}
+            lora = self.adapter.state() if self.adapter is not None else {}
+            tensors = {LORA_PREFIX + k: v for k, v in lora.items()}
             tensors[HEAD_WEIGHT] = self.head.weight.detach().clone()
             tensors[HEAD_BIAS] = self.head.bias.detach().clone()
         return tensors
@@ -289,13 +291,33 @@ class EndModel:
                 f"of a {self.dim}-d encoder"
             )
         lora = {k[len(LORA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LORA_PREFIX)}
+        adapter = None
+        if lora:
+            scaling = self.lora.alpha / self.lora.r
+            adapter = LoraAdapter.from_state(lora, self.encoder.shapes, scaling)
+            adapter = None if adapter.is_zero() else adapter  # a fresh adapter: no LoRA work
         with self.lock:
-            result = set_peft_model_state_dict(self.net, lora)
-            unexpected = getattr(result, "unexpected_keys", [])
-            if unexpected:
-                raise ValueError(f"adapter has tensors this model lacks: {unexpected[:3]}")
+            self.adapter = adapter
             self.head.set(weight, bias)
             self.labels = list(labels)
 
     def copy_from(self, other: EndModel) -> None:
-        self.load_state(other.state(), other.labels)
+        """Serve what ``other`` serves (its adapter is shared: adapters are only changed
+        through :meth:`trainable_parameters`, on a copy)."""
+        with other.lock:
+            adapter, labels = other.adapter, list(other.labels)
+            weight, bias = other.head.weight.detach().clone(), other.head.bias.detach().clone()
+        with self.lock:
+            self.adapter = adapter.frozen() if adapter is not None else None
+            self.head.set(weight, bias)
+            self.labels = labels
+
+
+def _predictions(labels: list[str], rows: torch.Tensor, top: Any) -> list[Prediction]:
+    out = []
+    for row in range(len(rows)):
+        pairs = [
+            (labels[j], float(p)) for p, j in zip(top.values[row], top.indices[row], strict=True)
+        ]
+        out.append(Prediction(pairs[0][0], pairs[0][1], pairs, rows[row].numpy()))
+    return out

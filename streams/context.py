@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from faust.types import EventT
 
 from learners.edge_node import EdgeNode
+from learners.resident import ResidentNodes
 from models.compute import limit_this_thread, serving_threads
 from models.redaction import Redactor
 from models.registry import AdapterRegistry
@@ -44,11 +46,12 @@ class Context:
     train_pool: ThreadPoolExecutor = field(init=False)
     consolidate_pool: ThreadPoolExecutor = field(init=False)
     teacher_pool: ThreadPoolExecutor = field(init=False)
+    load_pool: ThreadPoolExecutor = field(init=False)
     _topics: dict[tuple[str, ...], Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set when the worker stops: long background work (a consolidation) gives up."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _edges: dict[str, EdgeNode] = field(default_factory=dict)
+    edges: ResidentNodes[EdgeNode] = field(init=False)
     _edge_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     registry: AdapterRegistry = field(init=False)
 
@@ -60,6 +63,9 @@ class Context:
         self.train_pool = _pool("train", s.learn_threads, s.learn_nice)
         self.consolidate_pool = _pool("consolidate", s.learn_threads, s.learn_nice)
         self.teacher_pool = _pool("teacher", s.learn_threads, s.learn_nice)
+        # a cold node load queues behind neither a refit nor a micro-batch
+        self.load_pool = _pool("load", 1, 0)
+        self.edges = ResidentNodes(s.resident_nodes, s.resident_mib * 2**20, s.learning_nodes)
         kinds = self.settings.redact_kinds.strip()
         self.redactor = Redactor(
             None if kinds.lower() in ("", "all") else [k.strip() for k in kinds.split(",")]
@@ -129,30 +135,45 @@ class Context:
         return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
     async def edge(self, node_id: str) -> EdgeNode:
-        """This worker's edge node ``node_id``, loaded from the registry on first use."""
-        node = self._edges.get(node_id)
+        """This worker's edge node ``node_id``, loaded from the registry if it is not
+        resident (timed: ``ecc_node_load_seconds``); loading one may let the least
+        recently used idle nodes go (:class:`~learners.resident.ResidentNodes`)."""
+        node = self.edges.get(node_id)
         if node is not None:
             return node
         lock = self._edge_locks.setdefault(node_id, asyncio.Lock())
         async with lock:
-            if node_id not in self._edges:
-                self._edges[node_id] = await self.run(
-                    self.train_pool,
+            node = self.edges.get(node_id)
+            if node is None:
+                started = time.perf_counter()
+                node = await self.run(
+                    self.load_pool,
                     EdgeNode,
                     node_id,
                     self.registry,
                     self.settings.state_dir,
                     self.settings.edge_options(),
                 )
-                metrics.ADAPTER_VERSION.labels(node_id).set(self._edges[node_id].version)
+                metrics.NODE_LOAD_SECONDS.observe(time.perf_counter() - started)
+                evicted = self.edges.put(node_id, node)
+                for gone in evicted:
+                    self._edge_locks.pop(gone, None)
+                metrics.NODE_EVICTIONS.inc(len(evicted))
+                metrics.ADAPTER_VERSION.labels(node_id).set(node.version)
                 # a node that never consolidates still shows it: 0 running, 0 ended
                 metrics.CONSOLIDATING.labels(node_id).set(0)
                 metrics.CONSOLIDATION_SECONDS.labels(node_id)
-        return self._edges[node_id]
+                self.count_resident()
+        return node
+
+    def count_resident(self) -> None:
+        """The resident-set gauges, after a load or a learning step."""
+        metrics.RESIDENT_NODES.set(len(self.edges))
+        metrics.RESIDENT_BYTES.set(self.edges.nbytes)
 
     def loaded_edges(self) -> list[EdgeNode]:
-        """The edge nodes this worker has loaded so far."""
-        return list(self._edges.values())
+        """The edge nodes resident in this worker."""
+        return self.edges.values()
 
     def background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` beside the agents (kept referenced until done, its error logged)."""

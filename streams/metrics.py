@@ -14,6 +14,16 @@ CONFIDENCE = Histogram(
 INFER_SECONDS = Histogram(
     "ecc_inference_batch_seconds", "Edge inference time per micro-batch", ["node"]
 )
+NODE_LOAD_SECONDS = Histogram(
+    "ecc_node_load_seconds",
+    "Cold load of an edge node (registry version: adapter and head) into a worker",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RESIDENT_NODES = Gauge("ecc_resident_nodes", "Edge nodes held in this worker's memory")
+RESIDENT_BYTES = Gauge(
+    "ecc_resident_node_bytes", "Bytes of the resident nodes' own state (encoder not counted)"
+)
+NODE_EVICTIONS = Counter("ecc_node_evictions_total", "Edge nodes let go to keep within bounds")
 CONSUMER_LAG = Gauge(
     "ecc_consumer_lag",
     "Records of a topic not yet read by this worker (sum over its partitions)",

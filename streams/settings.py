@@ -19,7 +19,13 @@ from typing import Any
 
 from learners.drift import DriftConfig
 from learners.gate import EvalGate
-from learners.options import EdgeOptions, TrainOptions
+from learners.options import (
+    LEARNING_NODES,
+    RESIDENT_MIB,
+    RESIDENT_NODES,
+    EdgeOptions,
+    TrainOptions,
+)
 from models.options import (
     KEEP_VERSIONS,
     PRECISIONS,
@@ -147,6 +153,18 @@ class Settings:
         "A training update that brings more new intents than this is refused (a guard).",
     )
     keep_versions: int = _doc(KEEP_VERSIONS, "Adapter versions kept per node.")
+    resident_nodes: int = _doc(
+        RESIDENT_NODES,
+        "Nodes a worker keeps in memory at most, least recently used let go first (0: no "
+        "bound); a node let go loads again from the registry on its next turn.",
+    )
+    resident_mib: int = _doc(
+        RESIDENT_MIB, "MiB of node state a worker keeps at most (0: no bound but the count)."
+    )
+    learning_nodes: int = _doc(
+        LEARNING_NODES,
+        "Nodes whose example memory stays loaded after they learn (the most recent; 0: all).",
+    )
     infer_batch: int = _doc(64, "Largest micro-batch of turns predicted together.")
     low_confidence: float = _doc(
         DriftConfig.low_confidence, "A turn below this confidence counts as low-confidence."
@@ -227,7 +245,14 @@ class Settings:
         if self.security_protocol.startswith("SASL"):
             _one_of("sasl_mechanism", self.sasl_mechanism, SASL_MECHANISMS)
         _one_of("model_precision", self.model_precision, PRECISIONS)
-        for name in ("infer_threads", "learn_threads", "learn_nice"):
+        for name in (
+            "infer_threads",
+            "learn_threads",
+            "learn_nice",
+            "resident_nodes",
+            "resident_mib",
+            "learning_nodes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: 0 or more")
 

@@ -1,6 +1,8 @@
 """Edge node agents: serve chat.inbound -> chat.turns; learn training.batches -> adapters.events.
 
-Serving publishes one :class:`TurnBatch` per micro-batch of a node's turns.
+Serving answers a whole micro-batch in one forward pass, whatever nodes its turns are
+for (each row through its node's adapter and head), and publishes one :class:`TurnBatch`
+per node of it.
 
 Inference, the fast path (head refits) and LoRA consolidation run in threads of their own
 (one each), so the event loop keeps consuming while a batch of turns is predicted, and a
@@ -65,8 +67,7 @@ def register(ctx: Context) -> None:
                 STAGE.labels("inbound").observe(max(arrived - produced, 0.0))
                 STAGE.labels("queue").observe(now - arrived)
             events = [event for event, _ in taken]
-            async for node, records in per_node(ctx, events, ChatInbound):
-                await serve(ctx, node, records)
+            await serve(ctx, [group async for group in per_node(ctx, events, ChatInbound)])
             for event in events:  # answered (or dead-lettered): safe to commit
                 event.ack()
 
@@ -121,35 +122,52 @@ async def per_node(
         yield node, [record for _, record in items]
 
 
-async def serve(ctx: Context, node: EdgeNode, records: list[ChatInbound]) -> None:
-    clock = _Stages(len(records))
-    preds, version, encoder = await ctx.run(
-        ctx.infer_pool, node.predict_versions, [r.text for r in records]
+async def serve(ctx: Context, groups: list[tuple[EdgeNode, list[ChatInbound]]]) -> None:
+    """Answer every node's turns of a micro-batch in one forward pass; one
+    :class:`TurnBatch` per node."""
+    if not groups:
+        return
+    clock = _Stages(sum(len(records) for _, records in groups))
+    answers = await ctx.run(
+        ctx.infer_pool,
+        EdgeNode.predict_many,
+        [(node, [r.text for r in records]) for node, records in groups],
     )
-    metrics.INFER_SECONDS.labels(node.node_id).observe(clock.lap("inference"))
+    seconds = clock.lap("inference")
     now = time.time()
-    served = []
-    redacted: Counter[str] = Counter()
-    for record, pred in zip(records, preds, strict=True):
-        redaction = ctx.redactor.redact(record.text)
-        redacted.update(redaction.found)
-        served.append(
-            ServedTurn(
-                turn_id=record.turn_id,
-                text=redaction.text,
-                intent=pred.intent,
-                confidence=min(max(pred.confidence, 0.0), 1.0),
-                ts=record.ts,
+    batches = []
+    for (node, records), (preds, version, encoder) in zip(groups, answers, strict=True):
+        metrics.INFER_SECONDS.labels(node.node_id).observe(seconds)
+        served = []
+        redacted: Counter[str] = Counter()
+        for record, pred in zip(records, preds, strict=True):
+            redaction = ctx.redactor.redact(record.text)
+            redacted.update(redaction.found)
+            served.append(
+                ServedTurn(
+                    turn_id=record.turn_id,
+                    text=redaction.text,
+                    intent=pred.intent,
+                    confidence=min(max(pred.confidence, 0.0), 1.0),
+                    ts=record.ts,
+                )
+            )
+            metrics.TURNS.labels(node.node_id, pred.intent).inc()
+            metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
+        embeddings = np.stack([pred.embedding for pred in preds])
+        batches.append(
+            (
+                node,
+                TurnBatch.of(
+                    node.node_id, version, served, embeddings, now, dict(redacted), encoder
+                ),
             )
         )
-        metrics.TURNS.labels(node.node_id, pred.intent).inc()
-        metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
     clock.lap("redact")
-    embeddings = np.stack([pred.embedding for pred in preds])
-    batch = TurnBatch.of(node.node_id, version, served, embeddings, now, dict(redacted), encoder)
-    value = batch.dumps()
+    values = [(node.node_id.encode(), batch.dumps()) for node, batch in batches]
     clock.lap("encode")
-    await ctx.topic(topics.CHAT_TURNS).send(key=node.node_id.encode(), value=value)
+    for key, value in values:
+        await ctx.topic(topics.CHAT_TURNS).send(key=key, value=value)
     clock.lap("publish")
 
 
@@ -176,13 +194,17 @@ async def learn(ctx: Context, node: EdgeNode, batches: list[TrainingBatch]) -> N
         (b.batch_id, [LabelledText(e.example_id, e.text, e.label) for e in b.examples])
         for b in batches
     ]
-    outcome = await ctx.run(ctx.train_pool, node.apply_batches, work)
-    metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
-    await _announce(ctx, node, outcome, [b.batch_id for b in batches])
-    if node.consolidation_due():
-        job = await ctx.run(ctx.train_pool, node.begin_consolidation)
-        if job is not None:
-            ctx.background(consolidate(ctx, node, job))
+    with node.pinned():  # resident until learnt (a second copy loaded meanwhile would race)
+        outcome = await ctx.run(ctx.train_pool, node.apply_batches, work)
+        metrics.UPDATE_SECONDS.labels(node.node_id).observe(time.perf_counter() - started)
+        await _announce(ctx, node, outcome, [b.batch_id for b in batches])
+        if node.consolidation_due():
+            job = await ctx.run(ctx.train_pool, node.begin_consolidation)
+            if job is not None:
+                ctx.background(consolidate(ctx, node, job))
+        # on the learning thread: a node's learning state is only touched there
+        await ctx.run(ctx.train_pool, ctx.edges.taught, node.node_id)
+    ctx.count_resident()
 
 
 async def consolidate(ctx: Context, node: EdgeNode, job: Consolidation) -> None:
