@@ -22,6 +22,7 @@ from harness.options import (
     LEARNER_QUICK_STREAM,
     LEARNER_QUICK_TEST,
     LOOP_BENCH_RATE,
+    NODES_QUICK,
     PRECISION_QUICK_PER_INTENT,
     SERVING_QUICK,
     TEACHER_QUICK_TURNS,
@@ -29,6 +30,7 @@ from harness.options import (
     DemoOptions,
     DriftBenchOptions,
     LearnerBenchOptions,
+    NodesBenchOptions,
     ServingBenchOptions,
     SoakOptions,
     TeacherBenchOptions,
@@ -44,6 +46,7 @@ DEMO, SOAK, DRIFT, TEACHER = (
 )
 LEARNER = LearnerBenchOptions()
 SERVING = ServingBenchOptions()
+NODES = NodesBenchOptions()
 
 
 def _replay_options(rate: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -355,6 +358,34 @@ def bench_serving(data: str | None, quick: bool, seconds_per_point: float, out: 
     plan = plan_stream(dataset, LearnerBenchOptions(seed=o.seed))
     texts = [e.text for e in plan.test][:2000]
     run_serving(plan.seeds, texts, plan.stream, settings_from_env(), out, o)
+
+
+@bench.command("nodes")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="Dataset the nodes' seeds and the turns come from. Default: the generator.",
+)
+@click.option("--quick", is_flag=True, help="10 and 40 nodes, fewer turns (for CI).")
+@_out_option("reports/bench-nodes", "nodes.json and nodes.png")
+def bench_nodes(data: str | None, quick: bool, out: Path) -> None:
+    """Many nodes in one worker: memory per node, mixed-node throughput, cold loads.
+
+    Bootstraps 10, 100 and 1,000 nodes (each its own head and LoRA adapter), loads them
+    into one fresh process and answers a Zipf mix of turns over them in micro-batches,
+    against the same turns for one node. See harness/bench/nodes.py.
+    """
+    import tempfile
+
+    from harness.bench.nodes import run_nodes
+    from scenarios.datasets import load_dataset
+    from scenarios.generator import generated_dataset
+
+    o = NODES_QUICK if quick else NODES
+    dataset = load_dataset(data) if data else generated_dataset(o.seed)
+    s = settings_from_env()
+    with tempfile.TemporaryDirectory(prefix="ecc-bench-nodes-") as folder:
+        run_nodes(dataset, s.edge_options(), s.infer_threads, Path(folder), out, o)
 
 
 @bench.command("precision")

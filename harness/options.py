@@ -93,6 +93,24 @@ class ServingBenchOptions:
     seed: int = 7
 
 
+@dataclass(frozen=True)
+class NodesBenchOptions:
+    counts: tuple[int, ...] = (10, 100, 1000)
+    """Nodes bootstrapped into one worker, one measurement each (in a fresh process)."""
+    seeds_per_intent: int = 10
+    turns: int = 1280
+    """Turns predicted per measurement (micro-batches of ``batch``), Zipf-mixed over nodes."""
+    batch: int = 64
+    zipf_s: float = 1.1
+    """Exponent of the Zipf mix: node of rank k gets turns in proportion to 1 / k**s."""
+    cold_loads: int = 200
+    """Nodes loaded cold (timed) per measurement at most."""
+    seed: int = 7
+
+
+NODES_QUICK = NodesBenchOptions(counts=(10, 40), turns=384, cold_loads=40)
+"""``ecc bench nodes --quick``: for CI."""
+
 PRECISION_QUICK_PER_INTENT = (20, 10)
 """``ecc bench precision --quick``: generated train and test utterances per intent."""
 SERVING_QUICK = ServingBenchOptions(seconds_per_point=6.0, burst_turns=400, round_trips=50)

@@ -195,10 +195,12 @@ class EdgeNode:
         texts: Sequence[str],
         labels: Sequence[str],
         options: EdgeOptions = EdgeOptions(),
+        vectors: Array | None = None,
     ) -> int:
-        """Create a node's first version: the fast path's head fitted to the seeds."""
+        """Create a node's first version: the fast path's head fitted to the seeds
+        (``vectors``: their embeddings under the frozen encoder, if already computed)."""
         model = _new_model(options)
-        vectors = model.embed(list(texts))
+        vectors = model.embed(list(texts)) if vectors is None else vectors
         order = list(dict.fromkeys(labels))
         weight, bias = _fit(vectors, labels, order, options, None)
         model.set_head_logits(weight, bias, order)

@@ -44,13 +44,16 @@ def isolated(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory, name: str, **changes: Any
 ) -> Settings:
     """``settings`` for one test's workers: their own state dir, app id (consumer groups
-    and changelogs) and topic prefix, no metrics port, with ``changes``; topics created."""
+    and changelogs) and topic prefix, no metrics port, with ``changes`` (which win); topics
+    created."""
     s = settings.replace(
-        state_dir=tmp_path_factory.mktemp(f"{name}-state"),
-        app_id=f"ecc-{name}-test",
-        topic_prefix=f"{name}-test.",
-        metrics_port=0,
-        **changes,
+        **{
+            "state_dir": tmp_path_factory.mktemp(f"{name}-state"),
+            "app_id": f"ecc-{name}-test",
+            "topic_prefix": f"{name}-test.",
+            "metrics_port": 0,
+            **changes,
+        }
     )
     asyncio.run(ensure_topics(s))
     return s
