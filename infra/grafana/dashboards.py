@@ -247,6 +247,27 @@ LEARNING = _dashboard(
             ],
         ),
         _panel(
+            "Resident nodes (and let go per hour)",
+            "Nodes each worker holds in memory (ECC_RESIDENT_NODES, ECC_RESIDENT_MIB bound "
+            "them), and how many it let go; a node let go loads again on its next turn.",
+            [
+                ("sum(ecc_resident_nodes)", "resident"),
+                ("sum(increase(ecc_node_evictions_total[1h]))", "let go per hour"),
+            ],
+        ),
+        _panel(
+            "Cold node load (mean since the workers started)",
+            "Seconds to load a node that was not resident: its registry version (adapter, "
+            "head) over the worker's shared encoder.",
+            [
+                (
+                    "sum(ecc_node_load_seconds_sum) / sum(ecc_node_load_seconds_count)",
+                    "mean",
+                )
+            ],
+            "s",
+        ),
+        _panel(
             "Training batches by reason (per hour)",
             "Closed by size (ECC_BATCH_SIZE) or by age (ECC_BATCH_MAX_AGE_S).",
             [
