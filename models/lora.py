@@ -252,6 +252,7 @@ class SharedEncoder:
     ) -> torch.Tensor:
         """Unit-norm float32 embeddings of ``texts``, row ``i`` through ``adapters[i]``
         (one adapter: all rows); the graph is kept (training)."""
+        _check_rows(texts, adapters)
         enc: Any = self.tokenizer(
             list(texts),
             padding=True,
@@ -268,6 +269,7 @@ class SharedEncoder:
         """:meth:`features` for inference, in buckets of
         :data:`~models.options.LENGTH_BUCKET` utterances of similar length (so a short
         turn is not padded to the longest of its micro-batch), in the order asked."""
+        _check_rows(texts, adapters)
         every = list(adapters) if len(adapters) == len(texts) else [adapters[0]] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.dim)
@@ -279,6 +281,11 @@ class SharedEncoder:
     def embed(self, texts: Sequence[str]) -> np.ndarray[Any, Any]:
         """Embeddings of the frozen encoder alone."""
         return self.infer(texts, [None]).numpy() if texts else np.zeros((0, self.dim), np.float32)
+
+
+def _check_rows(texts: Sequence[str], adapters: Sequence[LoraAdapter | None]) -> None:
+    if len(adapters) not in (1, len(texts)):
+        raise ValueError(f"{len(adapters)} adapters for {len(texts)} texts: give one, or one each")
 
 
 def _lora_hook(name: str) -> Any:

@@ -135,7 +135,7 @@ async def serve(ctx: Context, groups: list[tuple[EdgeNode, list[ChatInbound]]]) 
     )
     seconds = clock.lap("inference")
     now = time.time()
-    batches = []
+    redacted_turns = []
     for (node, records), (preds, version, encoder) in zip(groups, answers, strict=True):
         metrics.INFER_SECONDS.labels(node.node_id).observe(seconds)
         served = []
@@ -154,17 +154,13 @@ async def serve(ctx: Context, groups: list[tuple[EdgeNode, list[ChatInbound]]]) 
             )
             metrics.TURNS.labels(node.node_id, pred.intent).inc()
             metrics.CONFIDENCE.labels(node.node_id).observe(pred.confidence)
-        embeddings = np.stack([pred.embedding for pred in preds])
-        batches.append(
-            (
-                node,
-                TurnBatch.of(
-                    node.node_id, version, served, embeddings, now, dict(redacted), encoder
-                ),
-            )
-        )
+        redacted_turns.append((node.node_id, version, encoder, served, preds, redacted))
     clock.lap("redact")
-    values = [(node.node_id.encode(), batch.dumps()) for node, batch in batches]
+    values = []
+    for node_id, version, encoder, served, preds, redacted in redacted_turns:
+        embeddings = np.stack([pred.embedding for pred in preds])
+        batch = TurnBatch.of(node_id, version, served, embeddings, now, dict(redacted), encoder)
+        values.append((node_id.encode(), batch.dumps()))
     clock.lap("encode")
     for key, value in values:
         await ctx.topic(topics.CHAT_TURNS).send(key=key, value=value)

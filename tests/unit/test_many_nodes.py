@@ -181,6 +181,8 @@ def test_shared_encoders_are_one_per_folder_and_settings(tiny_encoder: Path) -> 
     assert one is not SharedEncoder.shared(tiny_encoder, 16, "float32", ("query",))
     with pytest.raises(ValueError, match="no Linear module"):
         SharedEncoder(tiny_encoder, 16, "float32", ("nothing",))
+    with pytest.raises(ValueError, match="2 adapters for 3 texts"):
+        one.infer(QUESTIONS[:3], [None, None])
 
 
 def test_an_adapter_that_does_not_fit_is_refused(tiny_encoder: Path) -> None:
