@@ -235,6 +235,56 @@ def webhook() -> None:
     serve(settings)
 
 
+@main.command()
+@click.option("--group", "groups", multiple=True, help="Only this consumer group (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per partition.")
+@click.option("--serve", is_flag=True, help="Export ecc_group_lag to Prometheus until stopped.")
+@click.option("--port", type=int, help="Port of --serve (default: ECC_LAG_PORT).")
+def lag(groups: tuple[str, ...], as_json: bool, serve: bool, port: int | None) -> None:
+    """Consumer lag of every consumer group: committed offsets against end offsets.
+
+    Computed from outside the workers (kafka-python's admin client), so it keeps growing
+    while a group's workers are down. With --serve, a Prometheus exporter that reads it at
+    every scrape (`ecc_group_lag{group, topic}`). See streams/lag.py.
+    """
+    import contextlib
+    import dataclasses
+    import signal
+    import threading
+
+    from streams.lag import LagCollector, LagReader, by_topic
+
+    s = settings_from_env()
+    if not s.broker:
+        raise click.UsageError("ECC_BROKER is empty: set it to the Kafka bootstrap servers")
+    reader = LagReader(s, groups)
+    try:
+        if serve:
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            registry = CollectorRegistry()
+            registry.register(LagCollector(reader))
+            port = port or s.lag_port
+            start_http_server(port, registry=registry)
+            click.echo(f"ecc lag: exporting ecc_group_lag on :{port}/metrics (Ctrl-C stops)")
+            done = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                done.wait()
+            return
+        rows = reader.read()
+        if as_json:
+            for row in rows:
+                click.echo(json.dumps({**dataclasses.asdict(row), "lag": row.lag}))
+            return
+        if not rows:
+            click.echo("no consumer group has committed offsets yet")
+        for (group, topic), total in sorted(by_topic(rows).items()):
+            click.echo(f"{group:<32} {topic:<32} {total:>10}")
+    finally:
+        reader.close()
+
+
 @main.command("settings")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_settings(as_json: bool) -> None:

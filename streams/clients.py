@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner import DefaultPartitioner
+from kafka.partitioner.default import murmur2
 
 from streams import topics
 from streams.kafka import client_options
@@ -73,9 +73,9 @@ class ChatClient:
         self._turns = names(topics.CHAT_TURNS)
         self._refused = names(topics.dlq(topics.CHAT_INBOUND))
         options = client_options(self.settings)
-        self._producer = KafkaProducer(**options, linger_ms=0, acks=1)
+        # (no idempotent producer: the embedded broker has none; a send is one record)
+        self._producer = KafkaProducer(**options, linger_ms=0, acks="all", enable_idempotence=False)
         self._consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False)
-        self._partitioner = DefaultPartitioner()
 
     def ask(
         self,
@@ -97,9 +97,10 @@ class ChatClient:
             session_id=session_id,
         )
         key = node_id.encode()
-        watched = self._watch(key)
+        partition, watched = self._watch(key)
         started = time.monotonic()
-        self._producer.send(self._inbound, record.dumps(), key=key).get(timeout=self.timeout_s)
+        sent = self._producer.send(self._inbound, record.dumps(), key=key, partition=partition)
+        sent.get(timeout=self.timeout_s)
         wait = self.timeout_s if timeout_s is None else timeout_s
         deadline = started + wait
         while time.monotonic() < deadline:
@@ -117,17 +118,18 @@ class ChatClient:
             f"is an edge worker (`ecc serve --roles edge`) running against {self.settings.broker}?"
         )
 
-    def _watch(self, key: bytes) -> set[TopicPartition]:
-        """Read the key's partition of chat.turns and of the DLQ from their current ends."""
+    def _watch(self, key: bytes) -> tuple[int, set[TopicPartition]]:
+        """The key's partition (Kafka's default partitioner, murmur2, as every client of
+        the service uses), its chat.turns and DLQ partitions read from their current ends."""
         partitions = sorted(self._consumer.partitions_for_topic(self._turns) or [])
         if not partitions:
             raise RuntimeError(f"topic {self._turns} does not exist: run `ecc topics create`")
-        index = self._partitioner(key, partitions, partitions)
+        index = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
         watched = {TopicPartition(self._turns, index), TopicPartition(self._refused, index)}
         self._consumer.assign(list(watched))
         for partition, end in self._consumer.end_offsets(list(watched)).items():
             self._consumer.seek(partition, end)
-        return watched
+        return index, watched
 
     def _read(self, topic: str, value: bytes, asked: ChatInbound, started: float) -> Answer | None:
         if topic == self._refused:

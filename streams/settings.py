@@ -91,6 +91,7 @@ class Settings:
     state_dir: Path = _doc(Path("var"), "Where adapters, node seeds and worker state live.")
     web_port: int = _doc(6066, "Port of the worker's HTTP server (webhook, health).")
     metrics_port: int = _doc(9464, "Port of the Prometheus metrics endpoint (0: disabled).")
+    lag_port: int = _doc(9465, "Port of `ecc lag --serve`, the consumer-lag exporter.")
     log_level: str = _doc("warning", "Worker log level.")
     infer_threads: int = _doc(
         0,

@@ -31,7 +31,16 @@ NEW_INTENT = "gift_card_balance"
 
 @pytest.fixture(scope="module")
 def many(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = isolated(settings, tmp_path_factory, "many", resident_nodes=3, metrics_port=free_port())
+    # float32: an answer does not depend on what else was in its micro-batch (bf16 rounding
+    # does, by about 1e-3, which could flip a near tie between two intents)
+    s = isolated(
+        settings,
+        tmp_path_factory,
+        "many",
+        resident_nodes=3,
+        metrics_port=free_port(),
+        model_precision="float32",
+    )
     for i, node in enumerate(NODES):
         bootstrap_node(s, node, seed=30 + i, per_intent=4)
     return s
@@ -70,7 +79,7 @@ def test_one_node_learns_and_the_others_answer_as_before(worker: Any, many: Sett
         assert all(t.adapter_version == 1 for t in after[node]), node
         assert [t.intent for t in after[node]] == [t.intent for t in before[node]], node
         for old, new in zip(before[node], after[node], strict=True):
-            assert new.confidence == pytest.approx(old.confidence, abs=1e-3), node
+            assert new.confidence == pytest.approx(old.confidence, abs=1e-4), node
 
     found = samples(f"http://127.0.0.1:{s.metrics_port}/metrics")
     value = {x.name: x.value for x in found if not x.labels}

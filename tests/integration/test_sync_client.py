@@ -13,6 +13,8 @@ import pytest
 
 from harness.processes import stop
 from harness.workers import start_worker
+from learners.edge_node import EdgeNode
+from models.registry import AdapterRegistry
 from scenarios.generator import sample
 from streams.clients import ChatClient, TurnRefused
 from streams.settings import Settings
@@ -25,7 +27,9 @@ NODE = "store-sync"
 
 @pytest.fixture(scope="module")
 def sync_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = isolated(settings, tmp_path_factory, "sync")
+    # float32: an answer does not depend on what else was in its micro-batch (bf16 rounding
+    # does, by about 1e-3), so the worker's answers can be compared with this process's
+    s = isolated(settings, tmp_path_factory, "sync", model_precision="float32")
     bootstrap_node(s, NODE, seed=3, per_intent=6)
     return s
 
@@ -39,13 +43,18 @@ def worker(sync_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_each_message_gets_its_answer(worker: Any, sync_settings: Settings) -> None:
+    s = sync_settings
     examples = sample(["track_order", "cancel_order", "refund_status"], 4, seed=8)
-    with ChatClient(sync_settings, timeout_s=60) as chat:
+    with ChatClient(s, timeout_s=60) as chat:
         answers = [chat.ask(NODE, e.text) for e in examples]
     assert all(a.node_id == NODE and a.adapter_version == 1 for a in answers)
     assert len({a.turn_id for a in answers}) == len(examples)
-    pairs = [(a.intent, e.label) for a, e in zip(answers, examples, strict=True)]
-    assert sum(said == truth for said, truth in pairs) >= 0.75 * len(pairs), pairs
+    # what the node's served version answers to the same texts, here
+    node = EdgeNode(NODE, AdapterRegistry(s.state_dir / "adapters"), s.state_dir, s.edge_options())
+    local, _ = node.predict([e.text for e in examples])
+    assert [a.intent for a in answers] == [p.intent for p in local]
+    for answer, mine in zip(answers, local, strict=True):
+        assert answer.confidence == pytest.approx(mine.confidence, abs=1e-4)
 
 
 def test_clients_in_threads_each_get_their_own_answers(
