@@ -46,9 +46,12 @@ def _post(summary: str, body_schema: dict[str, Any]) -> dict[str, Any]:
             },
             "400": _error("The body is not UTF-8 JSON of the expected shape."),
             "401": _error("Missing, malformed, stale or wrong signature; nothing was stored."),
-            "413": _error(f"Body over {MAX_BODY_BYTES} bytes or over {MAX_BATCH} items."),
+            "413": _error(f"Body over {MAX_BODY_BYTES} bytes."),
             "415": _error("Content-Type is not application/json."),
-            "422": _error("An item does not match the feedback schema (field: reason)."),
+            "422": _error(
+                "An item does not match the feedback schema (field: reason), or a batch has "
+                f"over {MAX_BATCH} items."
+            ),
             "503": {
                 **_error("The broker did not acknowledge in time; retry the same request."),
                 "headers": {"Retry-After": {"schema": {"type": "integer"}}},
@@ -57,9 +60,31 @@ def _post(summary: str, body_schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What each kind needs beyond the fields every feedback has (Feedback._kind_fields): said in
+# the schema too, so a client generating code from it cannot build a request that is refused.
+KIND_NEEDS: dict[str, dict[str, Any]] = {
+    "correction": {"required": ["label"], "properties": {"label": {"type": "string"}}},
+    "rating": {
+        "required": ["rating"],
+        "properties": {"rating": {"type": "integer", "minimum": 1, "maximum": 5}},
+    },
+}
+
+
+def feedback_schema() -> dict[str, Any]:
+    """The chat.feedback record's JSON Schema with what each kind requires, as
+    ``if kind is K then ...`` clauses (JSON Schema 2020-12, OpenAPI 3.1)."""
+    feedback = Feedback.model_json_schema(mode="validation")
+    feedback["allOf"] = [
+        {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]}, "then": needs}
+        for kind, needs in KIND_NEEDS.items()
+    ]
+    return feedback
+
+
 @cache
 def openapi() -> dict[str, Any]:
-    feedback = Feedback.model_json_schema(mode="validation")
+    feedback = feedback_schema()
     defs = feedback.pop("$defs", {})
     return {
         "openapi": "3.1.0",

@@ -50,7 +50,9 @@ class RequestError(ValueError):
 
 
 def parse_feedback(body: bytes, content_type: str | None, batch: bool) -> list[Feedback]:
-    """The feedback records in ``body``, or :class:`RequestError` (413, 415, 400 or 422)."""
+    """The feedback records in ``body``, or :class:`RequestError` (413 for a body too
+    large, 415, 400 for a body that is not a JSON object of the expected shape, 422 for one
+    that breaks the schema: an invalid item, or more than ``MAX_BATCH``)."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media != "application/json":
         raise RequestError(415, f"Content-Type must be application/json, got {media or 'none'!r}")
@@ -90,8 +92,8 @@ def _items(data: Any, batch: bool) -> list[Any]:
     items = data["feedback"]
     if not isinstance(items, list) or not items:
         raise RequestError(400, '"feedback" must be a non-empty list')
-    if len(items) > MAX_BATCH:
-        raise RequestError(413, f"{len(items)} items; at most {MAX_BATCH} per batch")
+    if len(items) > MAX_BATCH:  # the schema's maxItems: a schema violation, as the rest
+        raise RequestError(422, f"{len(items)} items; at most {MAX_BATCH} per batch")
     return items
 
 

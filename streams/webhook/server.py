@@ -146,6 +146,8 @@ async def _observe(
         response = await handler(request)
     except web.HTTPException as exc:  # 404, 405 from routing
         response = _error(exc.status, exc.reason)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: a 405 names what is
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
     except Exception:
         log.exception("webhook handler failed")
         response = _error(500, "internal error; the request may be retried")

@@ -32,7 +32,7 @@ from streams import topics
 from streams.kafka import ensure_topics, producer, read_all
 from streams.schemas import TrainingBatch
 from streams.settings import Settings
-from streams.webhook.requests import MAX_BODY_BYTES
+from streams.webhook.requests import MAX_BATCH, MAX_BODY_BYTES
 from streams.webhook.signing import sign
 from tests.integration.conftest import served_batch
 
@@ -221,6 +221,16 @@ def test_bad_requests_are_refused_with_their_status_and_produce_nothing(
             "rating",
             {"body": feedback("bad-14", kind="rating", rating=9)},
         ),
+        ("rating null", 422, "rating", {"body": feedback("bad-20", kind="rating", rating=None)}),
+        (
+            "batch over maxItems",
+            422,
+            "per batch",
+            {
+                "body": {"feedback": [feedback(f"bad-21-{i}") for i in range(MAX_BATCH + 1)]},
+                "path": "/v1/feedback/batch",
+            },
+        ),
         ("NaN", 400, "not a JSON number", {"body": b'{"feedback_id": "bad-15", "ts": NaN}'}),
         (
             "batch with a bad item",
@@ -253,6 +263,11 @@ def test_bad_requests_are_refused_with_their_status_and_produce_nothing(
         assert status == want, (name, status, body)
         assert words in body["error"], (name, body)
     assert post(webhook, feedback("x"), path="/v2/feedback")[0] == 404
+    try:  # RFC 9110: a 405 says which methods the resource has
+        urllib.request.urlopen(webhook + "/v1/feedback", timeout=30)
+        raise AssertionError("GET /v1/feedback was answered")
+    except urllib.error.HTTPError as exc:
+        assert (exc.code, exc.headers["Allow"]) == (405, "POST")
     produced = produced_ids(hook_settings)
     assert not [fid for fid in produced if fid.startswith("bad-")], produced
     with urllib.request.urlopen(webhook + "/metrics") as r:

@@ -45,7 +45,7 @@ def test_one_feedback_and_a_batch_parse() -> None:
         (_body(GOOD)[:-1] + b', "ts": 1e400}', JSON, False, 422, "ts: .*finite number"),
         (_body([GOOD]), JSON, True, 400, '{"feedback"'),
         (_body({"feedback": []}), JSON, True, 400, "non-empty"),
-        (_body({"feedback": [GOOD] * (MAX_BATCH + 1)}), JSON, True, 413, "per batch"),
+        (_body({"feedback": [GOOD] * (MAX_BATCH + 1)}), JSON, True, 422, "per batch"),
     ],
 )
 def test_every_bad_body_gets_its_status_and_reason(
