@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -30,9 +31,30 @@ MAX_TEXT = 2000
 
 NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s<>][^<>]*$")]
+# Not `\s` for "no leading space": Python's and ECMAScript's (JSON Schema's) differ (U+0085),
+# so the pattern names the characters, and both engines read it alike.
+LABEL_PATTERN = (
+    r"^[^<>\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+    r"[^<>]*$"
+)
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema means one: a number without a fraction (5 or 5.0), never a
+    boolean or a string of digits (pydantic's lax mode takes both)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("Input should be an integer, without a fractional part")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class SchemaError(ValueError):
@@ -45,7 +67,10 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     topic: ClassVar[str] = ""
 
-    schema_version: int = SCHEMA_VERSION
+    # (the JSON Schema says it too: a client generating requests from it sends this one)
+    schema_version: JsonInt = Field(
+        default=SCHEMA_VERSION, json_schema_extra={"const": SCHEMA_VERSION}
+    )
 
     @model_validator(mode="after")
     def _known_version(self) -> Record:
@@ -245,8 +270,9 @@ class Feedback(Record):
     node_id: NodeId
     kind: FeedbackKind
     label: Label | None = None
-    rating: int | None = Field(default=None, ge=1, le=5)
-    ts: float = Field(default_factory=time.time)
+    # strict: what the schema says is a number is one (no "4" or true taken as 4 or 1.0)
+    rating: Annotated[int, Field(ge=1, le=5), BeforeValidator(_json_integer)] | None = None
+    ts: float = Field(default_factory=time.time, strict=True)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Feedback:
