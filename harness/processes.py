@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -100,15 +102,31 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
-    """Block until ``host:port`` accepts TCP connections; fail early if ``proc`` exits."""
+    """Block until ``proc`` listens on ``host:port``; fail early if it exits.
+
+    The port must be ``proc``'s own: a free port picked earlier can be taken by another
+    process before ``proc`` binds it (two test runs at once), and a connection that
+    succeeds then reaches the wrong server while ``proc`` dies of "address in use"."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process {proc.args!r} exited with code {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
+        if _listens(proc.pid, port):
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+                return
         time.sleep(0.02)
     raise TimeoutError(f"nothing accepted connections on {host}:{port} within {timeout:.0f} s")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a listening TCP socket on ``port``."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # cannot tell: the connection check alone decides
+        return True
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 def pid_alive(pid: int) -> bool:

@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from harness import scrape
+from harness.bench.drift_river import ARMS, river_arm
 from harness.bench.report import environment, fmt, table, write_json
 from harness.broker import EmbeddedBroker
 from harness.console import say
@@ -119,9 +120,15 @@ def _feedback_draw(seed: int, i: int) -> float:
     return int.from_bytes(digest, "little") / 2**32
 
 
-def score(scenario: Scenario, served: Served, o: DriftBenchOptions, seed: int) -> Outcome:
-    """Replay ``served`` through a monitor per node; delays and false alarms."""
-    monitor = DriftMonitor(DriftConfig())
+OURS = "ecc CUSUM"
+
+
+def score(
+    scenario: Scenario, served: Served, o: DriftBenchOptions, seed: int, arm: str = OURS
+) -> Outcome:
+    """Replay ``served`` through a monitor per node (the project's, or a river arm:
+    :mod:`harness.bench.drift_river`); delays and false alarms."""
+    monitor: Any = DriftMonitor(DriftConfig()) if arm == OURS else river_arm(arm)
     onset = scenario.onset_index if scenario.config.kind != "stationary" else len(served.nodes)
     relevant: dict[str, set[str]] = {}
     for node in set(served.nodes):
@@ -199,8 +206,10 @@ def run_detection(specs: list[str], o: DriftBenchOptions) -> dict[str, Any]:
         data = _data(spec)
         name = "generated" if data is None else data.name
         results[name] = {}
+        arms = [OURS, *ARMS]
+        results[name]["arms"] = {arm: {} for arm in arms}
         for kind in KINDS:
-            total = Outcome()
+            totals = {arm: Outcome() for arm in arms}
             bar = tqdm(range(o.seeds), desc=f"{name:>10} {kind:<10}", unit="seed", leave=False)
             for k in bar:
                 config = ScenarioConfig(
@@ -211,14 +220,23 @@ def run_detection(specs: list[str], o: DriftBenchOptions) -> dict[str, Any]:
                     eval_per_intent=0 if data is not None else 30,
                 )
                 scenario = build_scenario(config, data)
-                got = score(scenario, serve(scenario, model, embed), o, seed=k)
-                total.delays += got.delays
-                total.missed += got.missed
-                total.false_alarms += got.false_alarms
-                total.turns += got.turns
-                total.named += got.named
-                total.alarms += [{**a, "seed": 7 + k} for a in got.alarms]
-            results[name][kind] = _summary(kind, total)
+                served = serve(scenario, model, embed)
+                for arm in arms:
+                    got = score(scenario, served, o, seed=k, arm=arm)
+                    total = totals[arm]
+                    total.delays += got.delays
+                    total.missed += got.missed
+                    total.false_alarms += got.false_alarms
+                    total.turns += got.turns
+                    total.named += got.named
+                    total.alarms += [{**a, "seed": 7 + k} for a in got.alarms]
+            for arm in arms:
+                summary = _summary(kind, totals[arm])
+                results[name]["arms"][arm][kind] = {
+                    k: v for k, v in summary.items() if k != "alarms"
+                }
+                if arm == OURS:
+                    results[name][kind] = summary
             say(f"  {name:>10} {kind:<10} {_line(results[name][kind])}")
     return results
 
@@ -246,6 +264,28 @@ def _line(r: dict[str, Any]) -> str:
         f"delay median {fmt(r['delay_median'])} p90 {fmt(r['delay_p90'])} turns, "
         f"missed {r['missed']}, false alarms {r['false_alarms']}, "
         f"named {list(r['named_intents'])[:3]}"
+    )
+
+
+def arms_table(arms: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One row per detector: every drifting scenario's delay and misses, and the
+    stationary stream's false alarms per 10k turns."""
+    drifting = [k for k in KINDS if k != "stationary"]
+    head = ["detector", *drifting, "false alarms / 10k"]
+    lines = [head]
+    for arm, kinds in arms.items():
+        cells = [arm]
+        for kind in drifting:
+            r = kinds[kind]
+            cells.append(
+                f"{fmt(r['delay_median'], digits=0)} / {fmt(r['delay_p90'], digits=0)}, "
+                f"missed {r['missed']}"
+            )
+        cells.append(fmt(kinds["stationary"]["false_alarms_per_10k"]))
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
     )
 
 
@@ -398,8 +438,16 @@ def run_drift_bench(
 def print_summary(report: dict[str, Any]) -> None:
     rows: list[tuple[str, str]] = []
     for name, kinds in report["detection"].items():
-        for kind, r in kinds.items():
-            rows.append((f"{name} {kind}", _line(r)))
+        for kind in KINDS:
+            rows.append((f"{name} {kind}", _line(kinds[kind])))
+    say(table(rows))
+    for name, kinds in report["detection"].items():
+        say(
+            f"\n{name}: each detector on the same signals (delay median / p90 in drifting "
+            "turns, misses, false alarms per 10k stationary turns)"
+        )
+        say(arms_table(kinds["arms"]))
+    rows = []
     t = report.get("throughput")
     if t:
         rows.append(
@@ -409,4 +457,4 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{t['raw_consume_turns_per_s']:,.0f} turns/s (ratio {fmt(t['ratio'], digits=2)})",
             )
         )
-    say(table(rows))
+        say(table(rows))
