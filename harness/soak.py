@@ -125,9 +125,24 @@ class Traffic:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     truth: dict[str, str] = field(default_factory=dict)  # turn id -> true label
     served_at: dict[str, str] = field(default_factory=dict)  # turn id -> chat.turns p@offset
+    sent_at: dict[str, float] = field(default_factory=dict)  # turn id -> s since traffic began
+    deliveries: dict[str, Any] = field(default_factory=dict)  # turn id -> its produce future
 
     def __post_init__(self) -> None:
         self.label_of = dict(self.texts)
+
+    def unserved(self, most: int = 20) -> list[dict[str, Any]]:
+        """The turns sent and never served: when they were sent and where they went on
+        chat.inbound (what to look for in the workers' logs)."""
+        out = []
+        for turn_id in sorted(set(self.sent_at) - self.served)[:most]:
+            delivery = self.deliveries.get(turn_id)
+            where = None
+            if delivery is not None and delivery.done() and not delivery.exception():
+                meta = delivery.result()
+                where = f"p{meta.partition}@{meta.offset}"
+            out.append({"turn_id": turn_id, "sent_at_s": self.sent_at[turn_id], "inbound": where})
+        return out
 
     def labelled(self) -> dict[str, dict[str, Any]]:
         """The accepted feedback that gives a label, by the example id it must end in."""
@@ -150,7 +165,10 @@ class Traffic:
                 node = self.nodes[self.sent % len(self.nodes)]
                 text, _ = self.texts[rng.randrange(len(self.texts))]
                 record = ChatInbound(turn_id=f"{node}-{self.sent:08d}", node_id=node, text=text)
-                await prod.send(prefix + topics.CHAT_INBOUND, record.dumps(), key=node.encode())
+                self.deliveries[record.turn_id] = await prod.send(
+                    prefix + topics.CHAT_INBOUND, record.dumps(), key=node.encode()
+                )
+                self.sent_at[record.turn_id] = time.monotonic() - start
                 self.truth[record.turn_id] = self.label_of[text]
                 self.sent += 1
 
@@ -394,7 +412,11 @@ def _report(
             "restart_s_max": max((k["restart_s"] for k in result["kills"]), default=None),
             "log": result["kills"],
         },
-        "turns": {"sent": traffic.sent, "served": len(traffic.served)},
+        "turns": {
+            "sent": traffic.sent,
+            "served": len(traffic.served),
+            "unserved": traffic.unserved(),
+        },
         "feedback": audit["feedback"],
         "feedback_refused": dict(traffic.refused),
         "adapters": audit["adapters"],
@@ -588,5 +610,10 @@ def verdict(r: dict[str, Any]) -> list[str]:
     if any(":" not in k for k in r["dead_letters"]):
         problems.append(f"dead letters: {r['dead_letters']}")
     if r["turns"]["served"] < r["turns"]["sent"]:
-        problems.append(f"{r['turns']['sent'] - r['turns']['served']} turns never served")
+        named = ", ".join(
+            f"{u['turn_id']} (sent {u['sent_at_s']:.1f} s into the traffic, "
+            f"chat.inbound {u['inbound']})"
+            for u in r["turns"].get("unserved", [])[:5]
+        )
+        problems.append(f"{r['turns']['sent'] - r['turns']['served']} turns never served: {named}")
     return problems
