@@ -74,8 +74,14 @@ class Worker:
 
     kind: str
     settings: Settings
-    log: Path
+    logs: Path  # the folder of its logs: one per start (``worker-<kind>.<n>.log``)
     proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log(self) -> Path:
+        """The log of its latest start (a restart must not overwrite the killed one's)."""
+        return self.logs / f"worker-{self.kind}.{self.starts}.log"
 
     async def start(self, timeout: float = 180.0) -> float:
         """Spawn it (from the main thread: the parent-death signal is per thread) and wait
@@ -83,6 +89,7 @@ class Worker:
         marker = self.settings.ready_marker
         marker.unlink(missing_ok=True)
         began = time.monotonic()
+        self.starts += 1
         self.proc = spawn_ecc(self.settings, self.log, "serve", "--roles", self.kind)
         while not marker.exists():
             if self.proc.poll() is not None or time.monotonic() - began > timeout:
@@ -123,6 +130,7 @@ class Traffic:
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # feedback id -> info
     refused: Counter[str] = field(default_factory=Counter)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_all: asyncio.Event = field(default_factory=asyncio.Event)  # the last turn is sent
     truth: dict[str, str] = field(default_factory=dict)  # turn id -> true label
     served_at: dict[str, str] = field(default_factory=dict)  # turn id -> chat.turns p@offset
     sent_at: dict[str, float] = field(default_factory=dict)  # turn id -> s since traffic began
@@ -154,9 +162,15 @@ class Traffic:
             await asyncio.gather(self._send(), self._answers(fc))
 
     async def _send(self) -> None:
-        prefix = self.settings.topic_prefix
         rng = random.Random(self.options.seed)
         start = time.monotonic()
+        try:
+            await self._send_until_stopped(start, rng)
+        finally:
+            self.sent_all.set()
+
+    async def _send_until_stopped(self, start: float, rng: random.Random) -> None:
+        prefix = self.settings.topic_prefix
         async with producer(self.settings, linger_ms=5) as prod:
             while not self.stop.is_set():
                 delay = start + self.sent / self.options.rate - time.monotonic()
@@ -176,7 +190,9 @@ class Traffic:
         name = self.settings.topic_prefix + topics.CHAT_TURNS
         async with consumer(self.settings, [name]) as cons:
             idle_since = time.monotonic()
-            while not (self.stop.is_set() and len(self.served) >= self.sent):
+            # `sent_all`, not `stop`: a turn being sent when the traffic stops is counted
+            # only after its send returns, and its answer must be read too.
+            while not (self.sent_all.is_set() and len(self.served) >= self.sent):
                 got = await cons.getmany(timeout_ms=200, max_records=2000)
                 if got:
                     idle_since = time.monotonic()
@@ -188,7 +204,7 @@ class Traffic:
                             self.served.add(turn.turn_id)
                             self.served_at[turn.turn_id] = f"p{m.partition}@{m.offset}"
                             await self._feedback(fc, turn.turn_id, turn.node_id, turn.intent)
-                if self.stop.is_set() and time.monotonic() - idle_since > 60:
+                if self.sent_all.is_set() and time.monotonic() - idle_since > 60:
                     break  # after the traffic stopped, a minute without a served turn
 
     async def _feedback(self, fc: FeedbackClient, turn_id: str, node: str, served: str) -> None:
@@ -258,9 +274,7 @@ async def _soak(
     webhook: subprocess.Popen[bytes],
     broker: EmbeddedBroker,
 ) -> dict[str, Any]:
-    workers = {
-        k: Worker(k, _worker_settings(settings, k), options.out / f"worker-{k}.log") for k in KINDS
-    }
+    workers = {k: Worker(k, _worker_settings(settings, k), options.out) for k in KINDS}
     say(f"starting one worker per kind: {', '.join(KINDS)}")
     for w in workers.values():
         await w.start()
@@ -379,6 +393,29 @@ def _applied(settings: Settings, nodes: tuple[str, ...]) -> set[str]:
     return applied
 
 
+async def _trace_lost(settings: Settings, lost: list[str]) -> dict[str, Any]:
+    """Where each lost example went: its chat.feedback record, and every record of the
+    feedback agent's changelog that holds it (an id claim, a node's open batch, outbox or
+    waiting list), so the log of the worker that lost it can be read at the right place."""
+    ids = {x.removeprefix("feedback:"): x for x in lost}
+    out: dict[str, Any] = {x: {"chat_feedback": None, "changelog": []} for x in lost}
+    for m in await read_all(settings, topics.CHAT_FEEDBACK):
+        fb = decode(Feedback, m.value)
+        if fb.feedback_id in ids:
+            out[ids[fb.feedback_id]]["chat_feedback"] = f"p{m.partition}@{m.offset}"
+    (name,) = topics.changelogs(settings.app_id, ["feedback"])  # the feedback worker's
+    last_nodes: dict[str, Any] = {}
+    for m in await read_all(settings.replace(topic_prefix=""), name):  # Faust's name
+        key = m.key.decode(errors="replace") if m.key else ""
+        text = m.value.decode(errors="replace") if m.value else ""
+        if key.startswith('"node:'):
+            last_nodes[key] = f"p{m.partition}@{m.offset}: " + text[:300]
+        for fid, x in ids.items():
+            if fid in text or fid in key:
+                out[x]["changelog"].append(f"p{m.partition}@{m.offset} {key[:60]}")
+    return {"examples": out, "last_node_records": last_nodes}
+
+
 def _rss(pid: int | None) -> float | None:
     import psutil
 
@@ -415,7 +452,7 @@ def _report(
         "turns": {
             "sent": traffic.sent,
             "served": len(traffic.served),
-            "unserved": traffic.unserved(),
+            "unserved": audit["unserved"],
         },
         "feedback": audit["feedback"],
         "feedback_refused": dict(traffic.refused),
@@ -469,6 +506,8 @@ async def _audit(
     )
     unapplied = sorted(set(batches) - _applied(settings, nodes))
 
+    traces = await _trace_lost(settings, lost) if lost else {}
+
     versions = corrupt = 0
     problems: list[str] = []
     for node in nodes:
@@ -490,6 +529,13 @@ async def _audit(
         for a, b in itertools.pairwise(seq)
         if b < a
     ]
+    # the live reader's view, checked: a turn it missed may still be on chat.turns
+    answered = {
+        turn.turn_id: f"p{m.partition}@{m.offset}"
+        for m in await read_all(settings, topics.CHAT_TURNS)
+        for turn in decode(TurnBatch, m.value).chat_turns()
+    }
+    unserved = [{**u, "on_chat_turns": answered.get(u["turn_id"])} for u in traffic.unserved()]
     dead: Counter[str] = Counter()
     for t in topics.ALL:
         for m in await read_all(settings, topics.dlq(t), idle_s=0.5):
@@ -510,6 +556,7 @@ async def _audit(
                 "lost_turns_served_at": [traffic.served_at.get(labelled[x]["turn"]) for x in lost],
                 "twice": twice,
                 "unapplied": unapplied,
+                "lost_traces": traces,
             },
         },
         "adapters": {"versions": versions, "corrupt": corrupt, "problems": problems},
@@ -519,6 +566,7 @@ async def _audit(
             "turn_count_regressions": len(regressions),
             "examples": regressions[:20],
         },
+        "unserved": unserved,
         "dead_letters": dict(dead),
     }
 
@@ -612,7 +660,7 @@ def verdict(r: dict[str, Any]) -> list[str]:
     if r["turns"]["served"] < r["turns"]["sent"]:
         named = ", ".join(
             f"{u['turn_id']} (sent {u['sent_at_s']:.1f} s into the traffic, "
-            f"chat.inbound {u['inbound']})"
+            f"chat.inbound {u['inbound']}, on chat.turns when read again: {u['on_chat_turns']})"
             for u in r["turns"].get("unserved", [])[:5]
         )
         problems.append(f"{r['turns']['sent'] - r['turns']['served']} turns never served: {named}")

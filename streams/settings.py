@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learners.drift import DriftConfig
+from learners.drift.detectors import parse_detectors
 from learners.gate import EvalGate
 from learners.options import (
     LEARNING_NODES,
@@ -219,6 +220,13 @@ class Settings:
         "CUSUM decision level of the mean-confidence and embedding-distance signals "
         "(higher: fewer, later alarms).",
     )
+    drift_detectors: str = _doc(
+        "",
+        "river's detector in place of a signal's CUSUM, as signal=detector pairs, e.g. "
+        "`error=ddm,confidence=adwin`. Signals: error, low_confidence (ddm, eddm, hddm_a, "
+        "hddm_w, fhddm, adwin, page_hinkley), confidence (adwin, page_hinkley). Empty: "
+        "CUSUMs on every signal (ahead of river's on every scenario of `ecc bench drift`).",
+    )
     drift_checkpoint_s: float = _doc(
         1.0, "Seconds between checkpoints of the drift state to its table (alarms: always)."
     )
@@ -246,6 +254,12 @@ class Settings:
         if self.security_protocol.startswith("SASL"):
             _one_of("sasl_mechanism", self.sasl_mechanism, SASL_MECHANISMS)
         _one_of("model_precision", self.model_precision, PRECISIONS)
+        try:
+            parse_detectors(self.drift_detectors)
+        except ValueError as exc:
+            raise ValueError(
+                f"{ENV_PREFIX}DRIFT_DETECTORS={self.drift_detectors!r}: {exc}"
+            ) from None
         for name in (
             "infer_threads",
             "learn_threads",
@@ -312,6 +326,7 @@ class Settings:
             low_confidence=self.low_confidence,
             threshold=self.drift_threshold,
             gaussian_threshold=self.drift_gaussian_threshold,
+            detectors=parse_detectors(self.drift_detectors),
         )
 
     @staticmethod

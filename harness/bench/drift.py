@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from harness import scrape
-from harness.bench.drift_river import ARMS, river_arm
+from harness.bench.drift_river import ARMS, make_arm
 from harness.bench.report import environment, fmt, table, write_json
 from harness.broker import EmbeddedBroker
 from harness.console import say
@@ -128,7 +128,7 @@ def score(
 ) -> Outcome:
     """Replay ``served`` through a monitor per node (the project's, or a river arm:
     :mod:`harness.bench.drift_river`); delays and false alarms."""
-    monitor: Any = DriftMonitor(DriftConfig()) if arm == OURS else river_arm(arm)
+    monitor: Any = DriftMonitor(DriftConfig()) if arm == OURS else make_arm(arm)
     onset = scenario.onset_index if scenario.config.kind != "stationary" else len(served.nodes)
     relevant: dict[str, set[str]] = {}
     for node in set(served.nodes):

@@ -6,9 +6,13 @@ was wrong; river's binary detectors DDM, EDDM, HDDM_A, HDDM_W, FHDDM are made fo
 stream) or the turn's **confidence** (ADWIN, PageHinkley: detectors of a change in a real
 signal's mean). Every ``drift_detected`` is an alarm on that intent, counted as the
 project's monitor's transitions into drifting are (river's detectors reset themselves
-after a detection and go on). Defaults are river's, as its users start, except
-PageHinkley's threshold: its default (50) is for signals of a larger scale than a
-confidence in [0, 1], where it would never fire; 1.0 is used.
+after a detection and go on). The detectors are made as the production setting makes them
+(:func:`learners.drift.detectors.make_detector`: river's defaults, PageHinkley's threshold
+1.0).
+
+Beside river alone, the ``ecc + <signal>=<detector>`` arms are the project's monitor with
+that signal's CUSUM replaced by river's detector (``ECC_DRIFT_DETECTORS``), the other
+signals unchanged: what an operator choosing the setting would run.
 
 The arm exposes the two calls of :class:`learners.drift.DriftMonitor` the bench replays
 (``observe_turns``, ``observe_feedback``), so the same replay scores both.
@@ -18,13 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
-from river.drift import ADWIN, PageHinkley
-from river.drift.binary import DDM, EDDM, FHDDM, HDDMA, HDDMW
 
-from learners.drift import DriftState
+from learners.drift import DriftConfig, DriftMonitor, DriftState
+from learners.drift.detectors import make_detector, parse_detectors
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,28 @@ class RiverArm:
         return self._update(node_id, intent, float(wrong))
 
 
-ARMS: dict[str, tuple[str, Callable[[], Any]]] = {
-    "river DDM": ("feedback", DDM),
-    "river EDDM": ("feedback", EDDM),
-    "river HDDM_A": ("feedback", HDDMA),
-    "river HDDM_W": ("feedback", HDDMW),
-    "river FHDDM": ("feedback", FHDDM),
-    "river ADWIN": ("confidence", ADWIN),
-    "river PageHinkley": ("confidence", lambda: PageHinkley(threshold=1.0)),
+RIVER_ALONE: dict[str, tuple[str, str]] = {
+    "river DDM": ("feedback", "ddm"),
+    "river EDDM": ("feedback", "eddm"),
+    "river HDDM_A": ("feedback", "hddm_a"),
+    "river HDDM_W": ("feedback", "hddm_w"),
+    "river FHDDM": ("feedback", "fhddm"),
+    "river ADWIN": ("confidence", "adwin"),
+    "river PageHinkley": ("confidence", "page_hinkley"),
 }
+"""river's detectors alone, each on its one signal: arm name -> (signal, detector)."""
+IN_MONITOR = {
+    f"ecc + {spec}": spec
+    for spec in ("error=ddm", "error=hddm_a", "low_confidence=ddm", "confidence=adwin")
+}
+"""The project's monitor with one signal's CUSUM replaced by river's detector, as the
+``ECC_DRIFT_DETECTORS`` setting does in production: arm name -> the setting."""
+ARMS = (*RIVER_ALONE, *IN_MONITOR)
 
 
-def river_arm(name: str) -> RiverArm:
+def make_arm(name: str) -> Any:
     """A fresh arm (no detector state) named as in :data:`ARMS`."""
-    signal, make = ARMS[name]
-    return RiverArm(name.removeprefix("river "), signal, make)
+    if name in IN_MONITOR:
+        return DriftMonitor(DriftConfig(detectors=parse_detectors(IN_MONITOR[name])))
+    signal, detector = RIVER_ALONE[name]
+    return RiverArm(name.removeprefix("river "), signal, partial(make_detector, detector))

@@ -81,6 +81,10 @@ class DriftConfig:
     it exactly (not by ``adapt``) and while the score is anywhere below warning."""
     reference_memory: float = 2000.0
     """Trials a reference rate remembers (older ones fade by halves)."""
+    detectors: tuple[tuple[str, str], ...] = ()
+    """river's detector in place of the CUSUM of a signal, as ``(signal, detector)`` pairs
+    (:func:`learners.drift.detectors.parse_detectors`); a signal not named keeps its
+    CUSUM. ``ecc bench drift`` measured the CUSUMs ahead on every scenario (README)."""
 
 
 @dataclass(frozen=True)

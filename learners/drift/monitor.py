@@ -75,6 +75,7 @@ from learners.drift.config import (
     decision_levels,
 )
 from learners.drift.cusum import bernoulli_log_ratios, binomial_step
+from learners.drift.detectors import DRIFT, WARNING, RiverWatch, parse_detectors
 from learners.drift.scorer import Calm, InControl, score_in_control, score_turns
 from learners.drift.state import IntentRecord, NodeRecord
 from learners.drift.stats import Moments
@@ -91,6 +92,9 @@ class DriftMonitor:
     def __init__(self, config: DriftConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         self._levels = decision_levels(config)
+        # river's detectors on signals a setting names (checked as a setting would be)
+        self._river = dict(parse_detectors(",".join(f"{k}={v}" for k, v in config.detectors)))
+        self._river_turns = {k: v for k, v in self._river.items() if k != "error"}
         self._intents: dict[str, dict[str, IntentRecord]] = {}
         self._nodes: dict[str, NodeRecord] = {}
         self._dirty: set[tuple[str, str | None]] = set()
@@ -156,15 +160,19 @@ class DriftMonitor:
         c = self.config
         it = self._intent(node_id, intent)
         node = self._node(node_id)
+        river = self._river_path(it, "error", [wrong]) if "error" in self._river else None
         if it.turns <= c.min_turns:
             it.error.add(wrong, 1, cap=c.reference_memory)
             node.error.add(wrong, 1, cap=c.reference_memory)
             return []
-        prior = node.error.shrunk(0.1, 0, c.min_rate)
-        up, down = bernoulli_log_ratios(
-            it.error.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
-        )
-        it.cusum["error"] = max(0.0, it.cusum["error"] + (up if wrong else down))
+        if river is not None:
+            it.cusum["error"] = float(river[-1])
+        else:
+            prior = node.error.shrunk(0.1, 0, c.min_rate)
+            up, down = bernoulli_log_ratios(
+                it.error.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
+            )
+            it.cusum["error"] = max(0.0, it.cusum["error"] + (up if wrong else down))
         it.recent["error"] += 0.1 * (float(wrong) - it.recent["error"])
         if self._in_control(it):
             it.error.add(wrong, 1, cap=c.reference_memory)
@@ -271,11 +279,18 @@ class DriftMonitor:
         now: float,
         version: int,
         prior: float,
+        river: dict[str, Vector] | None = None,
     ) -> list[DriftTransition]:
         """Turns of one intent, stepped through the state machine where they may change it
-        (the general path; :meth:`_score_in_control` is the fast one)."""
+        (the general path; :meth:`_score_in_control` is the fast one). ``river``: the paths
+        of the signals river's detectors watch, if they have seen these turns already."""
         c = self.config
         low = conf < c.low_confidence
+        if river is None:  # every turn feeds them, reference-learning ones included
+            river = {
+                k: self._river_path(it, k, low if k == "low_confidence" else conf)
+                for k in self._river_turns
+            }
         reference = it.centroid if it.centroid is not None else it.ref_sum
         if it.version != version or (reference is not None and len(reference) != emb.shape[1]):
             # Embeddings of another adapter version (or base model) live in another space:
@@ -293,11 +308,12 @@ class DriftMonitor:
         start = max(learn, rate_learn)
         it.turns += start
         conf, emb, low = conf[start:], emb[start:], low[start:]
+        river = {k: path[start:] for k, path in river.items()}
         m = len(conf)
         if m == 0:
             return []
         # 2. Every signal's CUSUM path over the rest of the batch.
-        scored = score_turns(it, low, conf, emb, prior, c)
+        scored = score_turns(it, low, conf, emb, prior, c, fixed=river)
         steps, paths, score = scored.steps, scored.paths, scored.score
         distances, z_dist, z_conf = scored.distances, scored.z_dist, scored.z_conf
         # 3. The in-control prefix in one go; turns from the first that may change the
@@ -320,6 +336,8 @@ class DriftMonitor:
         for j in range(bulk, m):
             for k in steps:
                 it.cusum[k] = max(0.0, it.cusum[k] + float(steps[k][j]))
+            for k, path in river.items():
+                it.cusum[k] = float(path[j])
             self._follow_recent(it, 1, low[j], z_conf[j], z_dist[j])
             it.turns += 1
             if self._in_control(it):
@@ -327,7 +345,7 @@ class DriftMonitor:
                 self._adapt_reference(it, node, low[sl], conf[sl], emb[sl], distances[sl])
             out += self._step(node_id, intent, it, now)
             if it.centroid is None:  # back to stable: the rest learns the new reference
-                rest = slice(j + 1, m)
+                rest = slice(j + 1, m)  # (and feeds the fresh detectors, river=None)
                 return out + self._observe_group(
                     node_id, intent, it, node, conf[rest], emb[rest], now, version, prior
                 )
@@ -343,7 +361,10 @@ class DriftMonitor:
         prior: float,
     ) -> dict[str, InControl]:
         """The fast path (:func:`.scorer.score_in_control`), a method so that a test can
-        turn it off and compare with the general path."""
+        turn it off and compare with the general path. A river detector on a turn signal
+        takes one value at a time: then every intent takes the general path."""
+        if self._river_turns:
+            return {}
         return score_in_control(members, groups, conf, emb, version, prior, self.config)
 
     def _apply_in_control(self, it: IntentRecord, node: NodeRecord, update: InControl) -> None:
@@ -477,6 +498,20 @@ class DriftMonitor:
     @staticmethod
     def _reset_cusums(it: IntentRecord) -> None:
         it.cusum = dict.fromkeys(SIGNALS, 0.0)
+        it.river.clear()  # river's detectors start afresh too
+
+    def _river_path(self, it: IntentRecord, signal: str, values: Iterable[Any]) -> Vector:
+        """Feed ``values`` to the intent's river detector on ``signal``; the signal's value
+        after each, in CUSUM units: its decision level on a drift, the warning fraction of
+        it on a warning, else 0 (so the score, the state machine and the reasons read a
+        river signal as they read a CUSUM)."""
+        name = self._river[signal]
+        watch = it.river.get(signal)
+        if watch is None or watch.name != name:  # none yet, or the setting changed
+            watch = it.river[signal] = RiverWatch(name)
+        level = self._levels[signal]
+        value = {DRIFT: level, WARNING: self.config.warn_fraction * level}
+        return np.array([value.get(watch.update(float(v)), 0.0) for v in values])
 
     def _relearn_reference(self, it: IntentRecord) -> None:
         it.centroid = None

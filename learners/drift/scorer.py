@@ -171,16 +171,23 @@ class TurnScores:
     distances: Vector  # cosine distance of each turn to the centroid
     z_dist: Vector  # ... standardised and clipped
     z_conf: Vector  # fall of each confidence, standardised and clipped
-    steps: dict[str, Vector]  # each turn-level signal's CUSUM increments
+    steps: dict[str, Vector]  # each turn-level CUSUM signal's increments
     paths: dict[str, Vector]  # ... and its CUSUM after each turn, from the intent's
     score: Vector  # the intent's score after each turn (share and error as they stand)
 
 
 def score_turns(
-    it: IntentRecord, low: Vector, conf: Vector, emb: Vector, prior: float, config: DriftConfig
+    it: IntentRecord,
+    low: Vector,
+    conf: Vector,
+    emb: Vector,
+    prior: float,
+    config: DriftConfig,
+    fixed: dict[str, Vector] | None = None,
 ) -> TurnScores:
     """Score turns of ``it`` (with a settled centroid): ``low`` flags the low-confidence ones,
-    ``prior`` is the node's pooled low-confidence rate."""
+    ``prior`` is the node's pooled low-confidence rate. ``fixed`` gives the path of a
+    signal watched by a river detector (:mod:`.detectors`): it has no CUSUM steps."""
     c = config
     up, down = bernoulli_log_ratios(
         it.low_conf.shrunk(prior, c.prior_weight, c.min_rate), c.rate_shift
@@ -194,7 +201,10 @@ def score_turns(
     steps["distance"] = gaussian_steps(z_dist, c.distance_shift)
     steps["confidence"] = gaussian_steps(z_conf, c.confidence_shift)
     levels = decision_levels(c)
+    for k in fixed or {}:
+        del steps[k]
     paths = {k: cusum_path(it.cusum[k], s) for k, s in steps.items()}
+    paths.update(fixed or {})
     others = max(it.cusum["share"] / c.threshold, it.cusum["error"] / c.threshold)
     score = np.maximum.reduce([paths[k] / levels[k] for k in paths] + [np.full(len(conf), others)])
     return TurnScores(distances, z_dist, z_conf, steps, paths, score)

@@ -3,7 +3,9 @@ each packs into a JSON-able dict.
 
 A stream worker checkpoints this into a table and a restarted one loads it back, so every
 field is a number, a string, a small dict or a vector packed as base64 little-endian
-float32 (a centroid of a 384-d encoder is 2 KB of text, not 8 KB of JSON floats). The
+float32 (a centroid of a 384-d encoder is 2 KB of text, not 8 KB of JSON floats); a river
+detector, where a setting puts one on a signal, is packed as text by
+:meth:`learners.drift.detectors.RiverWatch.pack`. The
 dicts are the table's record layout: changing a field name here changes what stored
 checkpoints must contain.
 """
@@ -11,12 +13,13 @@ checkpoints must contain.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from learners.drift.config import SIGNALS, DriftState, Vector
+from learners.drift.detectors import RiverWatch
 from learners.drift.stats import Moments, Rate
 
 
@@ -53,12 +56,14 @@ class IntentRecord:
     share_from: int = 0  # node turn count when the intent was first seen
     cusum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0.0))
     recent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0.0))
+    river: dict[str, RiverWatch] = field(default_factory=dict)  # signal -> its river detector
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, river={}))
         data["state"] = self.state.value
         data["ref_sum"] = pack_vector(self.ref_sum)
         data["centroid"] = pack_vector(self.centroid)
+        data["river"] = {k: [w.name, w.pack()] for k, w in self.river.items()}
         return data
 
     @classmethod
@@ -74,6 +79,11 @@ class IntentRecord:
                 "low_conf": Rate(**data["low_conf"]),
                 "error": Rate(**data["error"]),
                 "share": Rate(**data["share"]),
+                # checkpoints from before river's detectors have none
+                "river": {
+                    k: RiverWatch.unpack(name, text)
+                    for k, (name, text) in data.get("river", {}).items()
+                },
             }
         )
 

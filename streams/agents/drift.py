@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from faust.types import EventT
 
-from learners.drift import SIGNALS, DriftConfig, DriftMonitor, DriftState, DriftTransition
+from learners.drift import SIGNALS, DriftMonitor, DriftState, DriftTransition
 from learners.join import TurnCache
 from streams import metrics, topics
 from streams.context import Context
@@ -158,14 +158,7 @@ def _embedding_space(batch: TurnBatch) -> tuple[int, int]:
 
 def register(ctx: Context) -> None:
     s = ctx.settings
-    monitor = DriftMonitor(
-        DriftConfig(
-            min_turns=s.drift_min_turns,
-            low_confidence=s.low_confidence,
-            threshold=s.drift_threshold,
-            gaussian_threshold=s.drift_gaussian_threshold,
-        )
-    )
+    monitor = DriftMonitor(s.drift_config())
     store = DriftStore(ctx, monitor)
     pending = PendingTurns(monitor)
     predicted: TurnCache[str] = TurnCache(ttl_s=s.turn_ttl_s, max_items=200_000)

@@ -13,6 +13,7 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -223,3 +224,73 @@ def test_a_restart_reads_on_from_the_stored_state_when_the_commit_is_ahead_of_it
     finally:
         stop(worker, timeout=20)
     assert got == expected, f"lost {sorted(expected - got)[:5]}"
+
+
+async def _batches_that_left_the_outbox(s: Settings, want: int, timeout: float) -> list[str]:
+    """Follow the feedback-state changelog; each time a node record no longer holds a batch
+    that an earlier record held in its outbox (the worker has marked it sent), read
+    ``training.batches`` at once and name the batches that are not on it. Returns once
+    ``want`` batches have left the outbox."""
+    (name,) = topics.changelogs(s.app_id, ["feedback"])  # Faust's name: no topic prefix
+    in_outbox: set[str] = set()
+    left: set[str] = set()
+    missing: list[str] = []
+    deadline = time.monotonic() + timeout
+    async with consumer(s, [name]) as changelog:
+        while len(left) < want and time.monotonic() < deadline:
+            got = await changelog.getmany(timeout_ms=100)
+            gone: set[str] = set()
+            for msgs in got.values():
+                for m in msgs:
+                    if not m.key or not m.key.startswith(b'"node:') or not m.value:
+                        continue
+                    outbox = {b["batch_id"] for b in json.loads(m.value)["outbox"]}
+                    gone |= in_outbox - outbox
+                    in_outbox = (in_outbox - gone) | outbox
+            if gone:
+                sent = {
+                    TrainingBatch.model_validate_json(r.value).batch_id
+                    for r in await read_all(s, topics.TRAINING_BATCHES, idle_s=0.1)
+                }
+                missing += sorted(gone - sent)
+                left |= gone
+    assert len(left) >= want, f"only {len(left)} batches left the outbox in {timeout} s"
+    return missing
+
+
+def test_a_batch_leaves_the_stored_outbox_only_once_it_is_on_the_broker(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Rule 2 of learners.feedback_ledger, observed from outside: once the stored state no
+    longer holds a closed batch, a `kill -9` cannot send it again, so it must already be
+    on `training.batches` (it would not be if Faust held sends until the offsets' commit,
+    as its `stream_publish_on_commit` does, or if the outbox were stored after the send)."""
+    s = isolated(
+        settings, tmp_path_factory, "outbox", batch_size=4, batch_max_age_s=600.0, log_level="info"
+    )
+    log = tmp_path_factory.mktemp("outbox-log") / "worker.log"
+    turns = [(f"store-a-o{t}", f"turn {t}") for t in range(12)]
+    asyncio.run(
+        _produce(s, [(topics.CHAT_TURNS, "store-a", served_batch("store-a", turns).dumps())])
+    )
+    worker = start_worker(s, log, roles="feedback")
+    try:
+        fbs = [
+            Feedback(feedback_id=f"fb-o{t}", turn_id=t, node_id="store-a", kind="thumbs_up")
+            for t, _ in turns
+        ]
+
+        async def post_and_watch() -> list[str]:
+            watch = asyncio.create_task(_batches_that_left_the_outbox(s, 3, timeout=90))
+            for k in range(3):  # three batches closed by size, each inside the agent's loop
+                await asyncio.sleep(1.5)
+                await _produce(
+                    s,
+                    [(topics.CHAT_FEEDBACK, "store-a", f.dumps()) for f in fbs[4 * k : 4 * k + 4]],
+                )
+            return await watch
+
+        missing = asyncio.run(post_and_watch())
+    finally:
+        stop(worker, timeout=20)
+    assert missing == [], f"batches marked sent but not on training.batches: {missing}"
