@@ -261,8 +261,10 @@ def run_soak(options: SoakOptions, base: Settings) -> dict[str, Any]:
 
 
 def _worker_settings(settings: Settings, kind: str) -> Settings:
+    """Its own state folder and port; INFO logs (rebalances, recoveries, the state each
+    start loaded: what a finding of the audit is traced back to)."""
     state = settings.state_dir if kind == "edge" else settings.state_dir / "workers" / kind
-    return settings.replace(state_dir=state, metrics_port=free_port())
+    return settings.replace(state_dir=state, metrics_port=free_port(), log_level="info")
 
 
 async def _soak(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -88,8 +88,11 @@ class Context:
             )
         return self._topics[full]
 
-    async def send(self, topic: str, record: Record, key: str) -> None:
-        await self.topic(topic).send(key=key.encode(), value=record.dumps())
+    async def send(self, topic: str, record: Record, key: str) -> Awaitable[Any]:
+        """Hand ``record`` to the producer; returns its delivery, which resolves once the
+        broker has acknowledged it and raises if it never will be (a producer flush does
+        not: it waits for deliveries, failed ones included)."""
+        return await self.topic(topic).send(key=key.encode(), value=record.dumps())
 
     async def decode(self, event: EventT, cls: type[R], owner: bool = True) -> R | None:
         """The event's record, or None after sending it to its DLQ with the reason.

@@ -149,12 +149,17 @@ class FeedbackStore:
         out = self.ledger.outbox()
         if not out:
             return
-        for batch in out:
+        deliveries = [
             await self.ctx.send(topics.TRAINING_BATCHES, _record(batch), key=batch.node_id)
+            for batch in out
+        ]
+        # Acknowledged, each of them: now they may leave the outbox. A failed delivery
+        # raises here, and its batch stays in the outbox to be sent again.
+        await asyncio.gather(*deliveries)
+        for batch in out:
             metrics.BATCHES.labels(batch.node_id, batch.reason).inc()
             metrics.BATCH_SIZE.observe(len(batch.examples))
             metrics.BATCH_AGE.observe(max(batch.created_at - batch.started, 0.0))
-        await self.ctx.app.producer.flush()  # acknowledged: now they may leave the outbox
         self.ledger.sent(out)
 
 

@@ -13,6 +13,7 @@ import pytest
 from learners.drift import DriftConfig, DriftMonitor, DriftState
 from learners.drift.detectors import parse_detectors
 from streams.settings import Settings
+from tests.unit.test_drift import _feed
 
 DIM = 16
 
@@ -108,13 +109,6 @@ def _batches(rng: np.random.Generator, n: int, shift_from: int) -> list[tuple[li
         emb = np.stack([_unit(rng, int(x[-1])) for x in intents])
         out.append((intents, (np.array(conf), emb)))
     return out
-
-
-def _feed(monitor: DriftMonitor, batches: list[tuple[list[str], Any]], t0: int = 0) -> list[Any]:
-    alarms = []
-    for t, (intents, (conf, emb)) in enumerate(batches, start=t0):
-        alarms += monitor.observe_turns("n1", intents, conf, emb, float(t))
-    return alarms
 
 
 SPEC = "low_confidence=ddm,confidence=page_hinkley,error=eddm"
