@@ -532,12 +532,17 @@ async def _audit(
         if b < a
     ]
     # the live reader's view, checked: a turn it missed may still be on chat.turns
-    answered = {
-        turn.turn_id: f"p{m.partition}@{m.offset}"
-        for m in await read_all(settings, topics.CHAT_TURNS)
-        for turn in decode(TurnBatch, m.value).chat_turns()
-    }
-    unserved = [{**u, "on_chat_turns": answered.get(u["turn_id"])} for u in traffic.unserved()]
+    unserved = traffic.unserved()
+    answered = (
+        {
+            turn.turn_id: f"p{m.partition}@{m.offset}"
+            for m in await read_all(settings, topics.CHAT_TURNS)
+            for turn in decode(TurnBatch, m.value).chat_turns()
+        }
+        if unserved
+        else {}
+    )
+    unserved = [{**u, "on_chat_turns": answered.get(u["turn_id"])} for u in unserved]
     dead: Counter[str] = Counter()
     for t in topics.ALL:
         for m in await read_all(settings, topics.dlq(t), idle_s=0.5):

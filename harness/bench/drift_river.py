@@ -7,7 +7,7 @@ stream) or the turn's **confidence** (ADWIN, PageHinkley: detectors of a change 
 signal's mean). Every ``drift_detected`` is an alarm on that intent, counted as the
 project's monitor's transitions into drifting are (river's detectors reset themselves
 after a detection and go on). The detectors are made as the production setting makes them
-(:func:`learners.drift.detectors.make_detector`: river's defaults, PageHinkley's threshold
+(:class:`learners.drift.detectors.RiverWatch`: river's defaults, PageHinkley's threshold
 1.0).
 
 Beside river alone, the ``ecc + <signal>=<detector>`` arms are the project's monitor with
@@ -20,15 +20,14 @@ The arm exposes the two calls of :class:`learners.drift.DriftMonitor` the bench 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from learners.drift import DriftConfig, DriftMonitor, DriftState
-from learners.drift.detectors import make_detector, parse_detectors
+from learners.drift.detectors import DRIFT, RiverWatch, parse_detectors
 
 
 @dataclass(frozen=True)
@@ -44,19 +43,19 @@ class Alarm:
 @dataclass
 class RiverArm:
     """One river detector per (node, intent), on one signal (``feedback`` or
-    ``confidence``)."""
+    ``confidence``): :class:`learners.drift.detectors.RiverWatch`, as the monitor holds
+    them, but every detection an alarm of its own."""
 
     name: str
     signal: str
-    make: Callable[[], Any]
-    detectors: dict[tuple[str, str], Any] = field(default_factory=dict)
+    detector: str  # as in learners.drift.detectors.DETECTORS
+    watches: dict[tuple[str, str], RiverWatch] = field(default_factory=dict)
 
     def _update(self, node: str, intent: str, value: float) -> list[Alarm]:
-        detector = self.detectors.get((node, intent))
-        if detector is None:
-            detector = self.detectors[(node, intent)] = self.make()
-        detector.update(value)
-        if detector.drift_detected:
+        watch = self.watches.get((node, intent))
+        if watch is None:
+            watch = self.watches[(node, intent)] = RiverWatch(self.detector)
+        if watch.update(value) == DRIFT:
             return [Alarm(intent, f"river {self.name} on {self.signal}")]
         return []
 
@@ -105,4 +104,4 @@ def make_arm(name: str) -> Any:
     if name in IN_MONITOR:
         return DriftMonitor(DriftConfig(detectors=parse_detectors(IN_MONITOR[name])))
     signal, detector = RIVER_ALONE[name]
-    return RiverArm(name.removeprefix("river "), signal, partial(make_detector, detector))
+    return RiverArm(name.removeprefix("river "), signal, detector)

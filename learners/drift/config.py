@@ -84,7 +84,7 @@ class DriftConfig:
     detectors: tuple[tuple[str, str], ...] = ()
     """river's detector in place of the CUSUM of a signal, as ``(signal, detector)`` pairs
     (:func:`learners.drift.detectors.parse_detectors`); a signal not named keeps its
-    CUSUM. ``ecc bench drift`` measured the CUSUMs ahead on every scenario (README)."""
+    CUSUM. ``ecc bench drift`` measures each against the CUSUMs (README)."""
 
 
 @dataclass(frozen=True)

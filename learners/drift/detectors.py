@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import base64
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 CUSUM = "cusum"
@@ -84,12 +84,22 @@ CALM, WARNING, DRIFT = 0, 1, 2
 
 def parse_detectors(spec: str) -> DetectorSpec:
     """``"signal=detector,..."`` as sorted pairs; ``cusum`` (the default) pairs are dropped,
-    anything else unknown is refused with what is allowed."""
-    out: dict[str, str] = {}
+    anything else unknown is refused with what is allowed (:func:`check_detectors`)."""
+    pairs: list[tuple[str, str]] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         signal, sep, name = (s.strip().lower() for s in part.partition("="))
         if not sep or not signal or not name:
             raise ValueError(f"{part!r}: write signal=detector, e.g. error=ddm")
+        pairs.append((signal, name))
+    return check_detectors(pairs)
+
+
+def check_detectors(pairs: Iterable[tuple[str, str]]) -> DetectorSpec:
+    """``(signal, detector)`` pairs checked and sorted, ``cusum`` ones dropped; a signal
+    given twice, one a river detector may not watch, or a detector it does not take is
+    refused with what is allowed."""
+    out: dict[str, str] = {}
+    for signal, name in pairs:
         if signal in out:
             raise ValueError(f"{signal}: given twice")
         if name == CUSUM:
@@ -97,7 +107,7 @@ def parse_detectors(spec: str) -> DetectorSpec:
         allowed = RIVER_SIGNALS.get(signal)
         if allowed is None:
             raise ValueError(
-                f"{part}: a river detector may watch {', '.join(RIVER_SIGNALS)} "
+                f"{signal}={name}: a river detector may watch {', '.join(RIVER_SIGNALS)} "
                 "(distance and share keep their CUSUMs)"
             )
         if name not in allowed:
@@ -106,9 +116,14 @@ def parse_detectors(spec: str) -> DetectorSpec:
                 if name in BINARY_DETECTORS
                 else f"{name} is not a detector here; "
             )
-            raise ValueError(f"{part}: {why}{signal} takes {', '.join(allowed)}")
+            raise ValueError(f"{signal}={name}: {why}{signal} takes {', '.join(allowed)}")
         out[signal] = name
     return tuple(sorted(out.items()))
+
+
+def describe_detectors() -> str:
+    """The signals and the detectors each takes, for the setting's help text."""
+    return "; ".join(f"{signal}: {', '.join(names)}" for signal, names in RIVER_SIGNALS.items())
 
 
 class RiverWatch:

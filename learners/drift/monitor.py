@@ -75,7 +75,7 @@ from learners.drift.config import (
     decision_levels,
 )
 from learners.drift.cusum import bernoulli_log_ratios, binomial_step
-from learners.drift.detectors import DRIFT, WARNING, RiverWatch, parse_detectors
+from learners.drift.detectors import DRIFT, WARNING, RiverWatch, check_detectors
 from learners.drift.scorer import Calm, InControl, score_in_control, score_turns
 from learners.drift.state import IntentRecord, NodeRecord
 from learners.drift.stats import Moments
@@ -92,8 +92,7 @@ class DriftMonitor:
     def __init__(self, config: DriftConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         self._levels = decision_levels(config)
-        # river's detectors on signals a setting names (checked as a setting would be)
-        self._river = dict(parse_detectors(",".join(f"{k}={v}" for k, v in config.detectors)))
+        self._river = dict(check_detectors(config.detectors))  # signal -> river's detector
         self._river_turns = {k: v for k, v in self._river.items() if k != "error"}
         self._intents: dict[str, dict[str, IntentRecord]] = {}
         self._nodes: dict[str, NodeRecord] = {}
