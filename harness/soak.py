@@ -64,7 +64,7 @@ from streams.settings import Settings
 from streams.webhook.client import FeedbackClient
 from streams.webhook.server import parse_secrets
 
-KINDS = topics.ROLES  # one worker process per role
+KINDS = topics.SERVICE_ROLES  # one worker process per role (the fleet aggregator: none)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from harness.processes import spawn, stop
 from streams import topics
 from streams.settings import Settings
 
-ALL_ROLES = ",".join(topics.ROLES)
+ALL_ROLES = ",".join(topics.SERVICE_ROLES)
 
 
 def start_worker(

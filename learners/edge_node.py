@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from learners.fleet.aggregator import COUNTS
+from learners.fleet.prior import FleetPrior
 from learners.gate import Scores
 from learners.head_fit import fit_softmax
 from learners.holdout import HoldoutRouter
@@ -196,14 +198,35 @@ class EdgeNode:
         labels: Sequence[str],
         options: EdgeOptions = EdgeOptions(),
         vectors: Array | None = None,
+        prior: FleetPrior | None = None,
     ) -> int:
         """Create a node's first version: the fast path's head fitted to the seeds
-        (``vectors``: their embeddings under the frozen encoder, if already computed)."""
+        (``vectors``: their embeddings under the frozen encoder, if already computed).
+
+        With a fleet ``prior`` the head also serves the fleet's intents the seeds lack
+        (their rows as the prior has them, fixed while the seeds' rows are fitted beside
+        them), and the seeds' intents start from the prior's rows."""
         model = _new_model(options)
         vectors = model.embed(list(texts)) if vectors is None else vectors
         order = list(dict.fromkeys(labels))
-        weight, bias = _fit(vectors, labels, order, options, None)
+        warm = None
+        if prior is not None:
+            order += [y for y in prior.labels if y not in order]
+            known = [y for y in order if y in prior.labels]
+            weight0, bias0 = np.zeros((len(order), model.dim), np.float32), np.zeros(len(order))
+            rows = [order.index(y) for y in known]
+            weight0[rows], bias0[rows] = prior.rows(known)
+            warm = (weight0, bias0.astype(np.float32))
+            # each row held near the prior's as firmly as the fleet's examples behind it
+            strength = np.array([1.0 + prior.counts.get(y, 0) for y in order])
+        weight, bias = _fit(vectors, labels, order, options, warm, strength if warm else None)
         model.set_head_logits(weight, bias, order)
+        seeds = {y: list(labels).count(y) for y in order}
+        extra: dict[str, Any] = {"reason": "bootstrap", COUNTS: seeds}
+        if prior is not None:
+            extra.update(
+                reason=f"bootstrap from fleet prior v{prior.version}", fleet_prior=prior.version
+            )
         version = registry.publish(
             node_id,
             model.state(),
@@ -211,7 +234,7 @@ class EdgeNode:
             base_model=model.base_model_name,
             parent=None,
             metrics={"seed_examples": float(len(texts))},
-            extra={"reason": "bootstrap"},
+            extra=extra,
         )
         node_dir = Path(state_dir) / "nodes" / node_id
         node_dir.mkdir(parents=True, exist_ok=True)
@@ -433,6 +456,7 @@ class EdgeNode:
         _, _, labels = self.memory.examples()
         order = list(warm.labels) + [y for y in self.memory.labels() if y not in warm.labels]
         weight, bias = _fit(vectors, labels, order, self.options, warm.head_logits())
+        # (a row without an example here was borrowed from the fleet: _fit keeps it)
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise TrainingGuardError("the head's weights became NaN or infinite: not applied")
         return _Head(weight, bias, order)
@@ -444,9 +468,11 @@ class EdgeNode:
         batch_ids: list[str],
         extra: dict[str, float],
         holdout_vectors: Array | None = None,
+        more: dict[str, Any] | None = None,
     ) -> BatchOutcome:
         """Gate ``head`` (served by ``encoder``, or by the serving encoder when None) and
-        publish it if accepted. ``holdout_vectors``: the held-out set under ``encoder``."""
+        publish it if accepted. ``holdout_vectors``: the held-out set under ``encoder``;
+        ``more``: manifest entries beside the usual ones."""
         _, _, truth = self.holdout.examples()
         serving_vectors = self.holdout.vectors()
         current = _Head(*self.serving.head_logits(), list(self.serving.labels))
@@ -483,7 +509,13 @@ class EdgeNode:
             base_model=model.base_model_name,
             parent=parent,
             metrics={k: v for k, v in metrics.items() if v == v},
-            extra={"batch_ids": batch_ids, "labels_added": added, **shared},
+            extra={
+                "batch_ids": batch_ids,
+                "labels_added": added,
+                COUNTS: {y: self.memory.seen(y) for y in head.labels},
+                **shared,
+                **(more or {}),
+            },
         )
         paused = time.perf_counter()
         if encoder is None:
@@ -504,6 +536,52 @@ class EdgeNode:
             decision.reason,
             added,
             metrics,
+        )
+
+    # --- learning: from the fleet --------------------------------------------------------------
+    def adopt(self, prior: FleetPrior) -> BatchOutcome:
+        """A fleet prior as a candidate: the serving head plus the prior's rows of the
+        intents this node does not know yet, gated like any update (the held-out set has
+        none of those intents, so the gate guards what the node already answers).
+
+        The node's own intents keep their own rows: its own labels say more about its own
+        traffic than the fleet's average. A borrowed row stays as it came until the node's
+        own labels of that intent arrive; its refits then start from it.
+        """
+        if self.node_id in prior.contributors and len(prior.contributors) == 1:
+            return self._outcome(
+                "skipped", None, f"fleet prior v{prior.version} is this node's own", [], {}
+            )
+        new = [y for y in prior.labels if y not in self.serving.labels]
+        if not new:
+            return self._outcome(
+                "skipped",
+                None,
+                f"fleet prior v{prior.version} brings no intent this node lacks",
+                [],
+                {},
+            )
+        weight, bias = self.serving.head_logits()
+        rows, biases = prior.rows(new)
+        # a softmax head is unchanged by a shift of its biases: the prior's are centred,
+        # so they are moved to this head's centre
+        biases = biases + (float(bias.mean()) if len(bias) else 0.0)
+        head = _Head(
+            np.concatenate([weight, rows]).astype(np.float32),
+            np.concatenate([bias, biases]).astype(np.float32),
+            [*self.serving.labels, *new],
+        )
+        extra = {"fleet_prior": float(prior.version), "borrowed_intents": float(len(new))}
+        outcome = self._decide(head, None, [], extra, more={"fleet_prior": prior.version})
+        reason = f"fleet prior v{prior.version} ({len(prior.contributors)} nodes): {outcome.reason}"
+        return BatchOutcome(
+            outcome.status,
+            outcome.version,
+            outcome.candidate,
+            outcome.parent,
+            reason,
+            outcome.labels_added,
+            outcome.metrics,
         )
 
     # --- learning: the slow path --------------------------------------------------------------
@@ -635,9 +713,16 @@ def _fit(
     order: list[str],
     options: EdgeOptions,
     warm: tuple[Array, Array] | None,
+    center: Array | None = None,
 ) -> tuple[Array, Array]:
+    """The head over ``order`` fitted to ``vectors``/``labels``; the rows of labels without
+    an example keep their ``warm`` values (borrowed from the fleet); with ``center`` (a
+    weight per row) the penalty pulls towards ``warm`` rather than zero (a start from a
+    fleet prior)."""
     index = {y: i for i, y in enumerate(order)}
     y = np.array([index[lab] for lab in labels], dtype=np.int64)
+    present = set(labels)
+    frozen = np.array([lab not in present for lab in order]) if warm is not None else None
     return fit_softmax(
         vectors,
         y,
@@ -646,6 +731,9 @@ def _fit(
         init=warm,
         max_iter=options.head_max_iter,
         tolerance=options.head_tolerance,
+        frozen=frozen if frozen is not None and frozen.any() else None,
+        center=warm[0] if center is not None and warm is not None else None,
+        center_weight=center,
     )
 
 

@@ -35,11 +35,26 @@ def fit_softmax(
     init: tuple[Array, Array] | None = None,
     max_iter: int = 200,
     tolerance: float = 1e-7,
+    frozen: Array | None = None,
+    center: Array | None = None,
+    center_weight: Array | None = None,
 ) -> tuple[Array, Array]:
     """Logit weights ``(W, b)`` (``logits = x @ W.T + b``) of the regularised fit.
 
     ``init`` warm-starts from earlier weights; rows beyond theirs (new classes) start at
-    zero. Deterministic: no randomness, the same inputs give the same weights.
+    zero. ``frozen`` (one flag per class) keeps those rows (weights and bias) as ``init``
+    gives them, unpenalised: classes the node has no example of, whose rows it borrowed
+    from the fleet (:mod:`learners.fleet`), compete in the softmax but are not refitted
+    to nothing. The other rows then keep their sum (weights and biases): without it, the
+    cheapest way to fit examples that never show a frozen class is to lift every other
+    logit above it (their biases rose by 13 in a test), so the borrowed class would never
+    be answered again. Its examples re-divide what the node's own classes share; where a
+    frozen class stands against them as a group is the fleet's to say.
+
+    ``center`` moves the L2 penalty's centre from zero to those weights, each row's
+    penalty multiplied by ``center_weight`` (a prior: a node started from the fleet's head
+    keeps near it where its own few examples say little; the weight is how many examples
+    stood behind the row). Deterministic: no randomness, the same inputs give the same weights.
     """
     if c <= 0:
         raise ValueError("c must be > 0")
@@ -51,9 +66,19 @@ def fit_softmax(
         k = min(n_classes, len(init[0]))
         w0[:k] = torch.from_numpy(np.asarray(init[0][:k], dtype=np.float32))
         b0[:k] = torch.from_numpy(np.asarray(init[1][:k], dtype=np.float32))
+    free = torch.ones(n_classes)
+    if frozen is not None:
+        free = torch.from_numpy(~np.asarray(frozen, dtype=bool)).float()
     w = w0.requires_grad_(True)
     b = b0.requires_grad_(True)
+    if frozen is not None and bool(np.any(frozen)):
+        w.register_hook(lambda grad: _within(grad, free))
+        b.register_hook(lambda grad: _within(grad, free))
     penalty = 1.0 / (2.0 * c * max(1, len(xt)))
+    c0 = None if center is None else torch.from_numpy(np.asarray(center, dtype=np.float32))
+    rows = None
+    if center_weight is not None:
+        rows = torch.from_numpy(np.asarray(center_weight, dtype=np.float32))
     opt = torch.optim.LBFGS(
         [w, b],
         lr=1.0,
@@ -66,9 +91,23 @@ def fit_softmax(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w.T + b, yt) + penalty * (w * w).sum()
+        ce = torch.nn.functional.cross_entropy(xt @ w.T + b, yt)
+        d = w if c0 is None else w - c0
+        squares = (d * d).sum() if frozen is None else ((d * d).sum(1) * free).sum()
+        if rows is not None:
+            squares = ((d * d).sum(1) * free * rows).sum()
+        loss = ce + penalty * squares
         loss.backward()
         return loss
 
     opt.step(closure)
     return w.detach().numpy().copy(), b.detach().numpy().copy()
+
+
+def _within(grad: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """``grad`` with the frozen rows' entries zero and the free rows' mean taken out (a
+    step then keeps the free rows' sum)."""
+    mask = free.view(-1, *([1] * (grad.dim() - 1)))
+    kept = grad * mask
+    mean = kept.sum(0, keepdim=True) / free.sum().clamp(min=1.0)
+    return (kept - mean) * mask

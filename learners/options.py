@@ -59,3 +59,21 @@ class EdgeOptions:
     consolidate_every: int = 0
     """LoRA consolidation after this many new labels (0: never; the head alone learns)."""
     gate: EvalGate = field(default_factory=EvalGate)
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """The fleet aggregator (``ecc serve --roles fleet``): how often, and how privately."""
+
+    interval_s: float = 30.0
+    """Seconds between aggregation rounds at most (a round runs only if a node published a
+    version since the last one)."""
+    rank: int = LoraOptions.r
+    """Rank of the merged LoRA adapter (the truncated SVD of the mean update)."""
+    fall_tolerance: float = EvalGate.tolerance
+    """A node version whose held-out accuracy fell more than this (against its parent, or
+    the node's last contribution) is left out of the prior."""
+    clip: float = 0.0
+    """L2 bound of one node's contribution (0: off; :mod:`learners.fleet.privacy`)."""
+    noise: float = 0.0
+    """Gaussian noise multiplier on the averages (0: off; needs ``clip``)."""

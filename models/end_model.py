@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.lora import LoraAdapter, SharedEncoder
-from models.options import MAX_LENGTH, PRECISION, LoraOptions
+from models.lora import A_SUFFIX, B_SUFFIX, PEFT_PREFIX, LoraAdapter, SharedEncoder
+from models.options import HEAD_SCALE, MAX_LENGTH, PRECISION, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
@@ -48,7 +48,7 @@ HEAD_ANCHOR = 0.1  # the bootstrap head fit's L2 pull towards the class centroid
 class IntentHead(torch.nn.Module):
     """``scale * (e @ W.T) + b`` over unit-norm embeddings ``e``; rows can be appended."""
 
-    def __init__(self, dim: int, scale: float = 20.0) -> None:
+    def __init__(self, dim: int, scale: float = HEAD_SCALE) -> None:
         super().__init__()
         self.scale = scale
         self.weight = torch.nn.Parameter(torch.zeros(0, dim))
@@ -81,7 +81,7 @@ class EndModel:
         encoder_path: str | Path | None = None,
         lora: LoraOptions = LoraOptions(),
         max_length: int = MAX_LENGTH,
-        scale: float = 20.0,
+        scale: float = HEAD_SCALE,
         precision: str = PRECISION,
     ) -> None:
         self.encoder = SharedEncoder.shared(encoder_path, max_length, precision, lora.targets)
@@ -311,6 +311,35 @@ class EndModel:
             self.adapter = adapter.frozen() if adapter is not None else None
             self.head.set(weight, bias)
             self.labels = labels
+
+
+def logit_head(
+    tensors: dict[str, torch.Tensor],
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """A registry version's head as logit weights (:meth:`EndModel.head_logits`), read
+    without loading a model."""
+    weight = tensors[HEAD_WEIGHT].float().numpy() * HEAD_SCALE
+    return weight, tensors[HEAD_BIAS].float().numpy().copy()
+
+
+def lora_factors(
+    tensors: dict[str, torch.Tensor], lora: LoraOptions
+) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] | None:
+    """A registry version's LoRA as ``(A, B * scaling)`` per target module (so the update
+    is ``B @ A``), read without loading a model; None for a version without LoRA."""
+    state = {k[len(LORA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LORA_PREFIX)}
+    if not state:
+        return None
+    scaling = lora.alpha / lora.r
+    out = {}
+    for key, a in state.items():
+        if key.endswith(A_SUFFIX):
+            name = key.removesuffix(A_SUFFIX)
+            b = state[name + B_SUFFIX]
+            out[name.removeprefix(PEFT_PREFIX)] = (a.float().numpy(), b.float().numpy() * scaling)
+    if all(not b.any() for _, b in out.values()):
+        return None  # a fresh adapter: no update
+    return out
 
 
 def _predictions(labels: list[str], rows: torch.Tensor, top: Any) -> list[Prediction]:

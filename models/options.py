@@ -20,6 +20,9 @@ LENGTH_BUCKET = 16
 """Utterances per forward pass of inference, sorted by length first so that short turns
 are not padded to a long one (a random 64 of BANKING77: 1.4-1.75x the utterances/s of one
 padded batch; across a sorted memory, buckets of 16 and of 64 are equally fast)."""
+HEAD_SCALE = 20.0
+"""The intent head's logit scale over cosine similarities (``logits = scale * e @ W.T + b``):
+a registry version stores ``W``, the logit weights divided by it."""
 KEEP_VERSIONS = 20
 """Adapter versions the registry keeps per node."""
 TEACHER_TIMEOUT_S = 10.0

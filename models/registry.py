@@ -35,6 +35,9 @@ WEIGHTS = "adapter.safetensors"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 FORMAT = 1
+FLEET_ID = "_fleet"
+"""The registry's folder of fleet priors (:mod:`learners.fleet`): a node id cannot start
+with ``_``, so it never names a node, and :meth:`AdapterRegistry.nodes` leaves it out."""
 
 
 class CorruptAdapterError(ValueError):
@@ -102,7 +105,11 @@ class AdapterRegistry:
     def nodes(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / CURRENT).exists())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith("_") and (p / CURRENT).exists()
+        )
 
     def _current_number(self, node_id: str) -> int | None:
         try:

@@ -23,7 +23,7 @@ from streams.transport import App
 
 
 def create_app(
-    settings: Settings, roles: tuple[str, ...] = topics.ROLES
+    settings: Settings, roles: tuple[str, ...] = topics.SERVICE_ROLES
 ) -> tuple[faust.App, Context]:
     """A Faust app with the agents of ``roles`` registered on it."""
     unknown = set(roles) - set(topics.ROLES)

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from streams.settings import Settings
-from streams.topics import ROLES
+from streams.topics import ROLES, SERVICE_ROLES
 
 PLUGINS = "ecc.commands"
 
@@ -60,9 +60,10 @@ def main() -> None:
 @main.command()
 @click.option(
     "--roles",
-    default=",".join(ROLES),
+    default=",".join(SERVICE_ROLES),
     show_default=True,
-    help="Which agents this worker runs (comma-separated).",
+    help=f"Which agents this worker runs (comma-separated, of {', '.join(ROLES)}; fleet: the "
+    "cloud's fleet aggregator, in a worker of its own).",
 )
 def serve(roles: str) -> None:
     """Run the stream worker against the Kafka cluster in ECC_BROKER.
@@ -129,15 +130,28 @@ def node() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="CSV with text,label: the node's first labelled examples.",
 )
-def node_init(node_id: str, data: str) -> None:
-    """Create NODE_ID's first adapter version from labelled examples (head at centroids)."""
+@click.option(
+    "--from-fleet",
+    is_flag=True,
+    help="Start from the latest fleet prior too (`ecc serve --roles fleet` writes it): the "
+    "node also answers the fleet's intents its examples lack.",
+)
+def node_init(node_id: str, data: str, from_fleet: bool) -> None:
+    """Create NODE_ID's first adapter version from labelled examples."""
     from learners.edge_node import EdgeNode
+    from learners.fleet.aggregator import latest_prior
     from models.registry import AdapterRegistry
     from scenarios.datasets import read_csv
 
     settings = settings_from_env()
     examples = read_csv(data)
     registry = AdapterRegistry(settings.state_dir / "adapters", keep_last=settings.keep_versions)
+    prior = latest_prior(registry) if from_fleet else None
+    if from_fleet and prior is None:
+        raise click.UsageError(
+            f"no fleet prior in {registry.root} yet: run `ecc serve --roles fleet` beside "
+            "the edge workers (it writes one once a node has published a version)"
+        )
     version = EdgeNode.bootstrap(
         node_id,
         registry,
@@ -145,8 +159,12 @@ def node_init(node_id: str, data: str) -> None:
         [e.text for e in examples],
         [e.label for e in examples],
         settings.edge_options(),
+        prior=prior,
     )
-    click.echo(f"{node_id}: version {version} with {len({e.label for e in examples})} intents")
+    served = registry.current(node_id)
+    intents = len(served.labels) if served else 0
+    fleet = f" (fleet prior v{prior.version})" if prior is not None else ""
+    click.echo(f"{node_id}: version {version} with {intents} intents{fleet}")
 
 
 @main.group()

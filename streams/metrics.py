@@ -121,6 +121,17 @@ CONSOLIDATION_SECONDS = Histogram(
     buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 2400),
 )
 
+FLEET_ROUNDS = Counter("ecc_fleet_rounds_total", "Fleet aggregation rounds that wrote a prior")
+FLEET_PRIOR_VERSION = Gauge("ecc_fleet_prior_version", "Version of the latest fleet prior")
+FLEET_NODES = Gauge(
+    "ecc_fleet_nodes", "Nodes in the latest fleet prior, by whether they counted", ["counted"]
+)
+FLEET_ROUND_SECONDS = Histogram(
+    "ecc_fleet_round_seconds",
+    "Seconds one fleet aggregation round took (registry reads included)",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+)
+
 
 def serve(port: int) -> None:
     """Expose the metrics on ``port`` (0: do not)."""

@@ -360,6 +360,19 @@ class AdapterEvent(Record):
     ts: float
 
 
+class FleetPriorReady(Record):
+    """A new fleet prior is in the registry, for ``node_id`` to consider (one record per
+    node and round, keyed by node, so the worker that owns the node receives it)."""
+
+    topic: ClassVar[str] = "fleet.priors"
+    node_id: NodeId
+    version: int = Field(ge=1, description="the prior's version in the registry")
+    intents: int = Field(ge=0)
+    contributors: dict[str, int] = Field(default_factory=dict)
+    """node id -> the version of it in the prior."""
+    ts: float
+
+
 class DeadLetter(Record):
     """A record that could not be processed, with the reason and its original bytes."""
 
@@ -388,6 +401,7 @@ BY_TOPIC: dict[str, type[Record]] = {
         TeacherAnnotation,
         TrainingBatch,
         AdapterEvent,
+        FleetPriorReady,
     )
 }
 

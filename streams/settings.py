@@ -25,6 +25,7 @@ from learners.options import (
     RESIDENT_MIB,
     RESIDENT_NODES,
     EdgeOptions,
+    FleetOptions,
     TrainOptions,
 )
 from models.options import (
@@ -155,6 +156,17 @@ class Settings:
         "A training update that brings more new intents than this is refused (a guard).",
     )
     keep_versions: int = _doc(KEEP_VERSIONS, "Adapter versions kept per node.")
+    fleet_interval_s: float = _doc(
+        FleetOptions.interval_s,
+        "Seconds between fleet aggregation rounds (a round runs once a node published).",
+    )
+    fleet_clip: float = _doc(
+        FleetOptions.clip, "L2 bound of one node's contribution to the fleet prior (0: off)."
+    )
+    fleet_noise: float = _doc(
+        FleetOptions.noise,
+        "Gaussian noise multiplier on the fleet's averages (0: off; needs ECC_FLEET_CLIP).",
+    )
     resident_nodes: int = _doc(
         RESIDENT_NODES,
         "Nodes a worker keeps in memory at most, least recently used let go first (0: no "
@@ -266,9 +278,18 @@ class Settings:
             "resident_nodes",
             "resident_mib",
             "learning_nodes",
+            "fleet_clip",
+            "fleet_noise",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: 0 or more")
+        if self.fleet_noise and not self.fleet_clip:
+            raise ValueError(
+                f"{ENV_PREFIX}FLEET_NOISE={self.fleet_noise}: set {ENV_PREFIX}FLEET_CLIP too "
+                "(the noise is scaled to that bound)"
+            )
+        if self.fleet_interval_s <= 0:
+            raise ValueError(f"{ENV_PREFIX}FLEET_INTERVAL_S={self.fleet_interval_s}: above 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -316,6 +337,16 @@ class Settings:
             head_c=self.head_c,
             consolidate_every=self.consolidate_every,
             gate=EvalGate(tolerance=self.gate_tolerance),
+        )
+
+    def fleet_options(self) -> FleetOptions:
+        """The fleet aggregator's configuration from these settings."""
+        return FleetOptions(
+            interval_s=self.fleet_interval_s,
+            rank=self.lora_r,
+            fall_tolerance=self.gate_tolerance,
+            clip=self.fleet_clip,
+            noise=self.fleet_noise,
         )
 
     def drift_config(self) -> DriftConfig:

@@ -19,6 +19,8 @@ TEACHER_REQUESTS = "teacher.requests"
 TEACHER_ANNOTATIONS = "teacher.annotations"
 TRAINING_BATCHES = "training.batches"
 ADAPTERS_EVENTS = "adapters.events"
+FLEET_PRIORS = "fleet.priors"
+"""One record per node and aggregation round: a new fleet prior is in the registry."""
 
 ALL = (
     CHAT_INBOUND,
@@ -29,6 +31,7 @@ ALL = (
     TEACHER_ANNOTATIONS,
     TRAINING_BATCHES,
     ADAPTERS_EVENTS,
+    FLEET_PRIORS,
 )
 
 DLQ_SUFFIX = ".dlq"
@@ -39,8 +42,10 @@ FEEDBACK_STATE_TABLE = "feedback-state"
 """Faust table of the feedback agent: ledgers, taken ids and the join's turns; compacted."""
 TABLES = (DRIFT_STATE_TABLE, FEEDBACK_STATE_TABLE)
 
-# What a worker can run (`ecc serve --roles`), and the table each role keeps.
-ROLES = ("edge", "drift", "feedback", "teacher")
+# What a worker can run (`ecc serve --roles`), and the table each role keeps. The fleet
+# aggregator is the cloud's, not a store's: a worker runs it only when asked.
+SERVICE_ROLES = ("edge", "drift", "feedback", "teacher")
+ROLES = (*SERVICE_ROLES, "fleet")
 ROLE_TABLES = {"drift": DRIFT_STATE_TABLE, "feedback": FEEDBACK_STATE_TABLE}
 
 
@@ -51,13 +56,15 @@ def group_id(app_id: str, roles: Iterable[str]) -> str:
     running different roles must not: a group gives each partition to one member, so a
     topic that two roles read (chat.turns: drift and feedback; chat.feedback: drift,
     feedback and teacher) would be split between them and each role would see only part
-    of it. A worker with every role keeps the plain ``app_id``.
+    of it. A worker with every service role (the default) keeps the plain ``app_id``.
 
-    >>> group_id("ecc", ROLES), group_id("ecc", ["feedback", "drift"])
+    >>> group_id("ecc", SERVICE_ROLES), group_id("ecc", ["feedback", "drift"])
     ('ecc', 'ecc-drift-feedback')
+    >>> group_id("ecc", ["fleet"])
+    'ecc-fleet'
     """
     chosen = [r for r in ROLES if r in set(roles)]
-    return app_id if len(chosen) == len(ROLES) else "-".join([app_id, *chosen])
+    return app_id if tuple(chosen) == SERVICE_ROLES else "-".join([app_id, *chosen])
 
 
 def changelogs(app_id: str, roles: Iterable[str] = ROLES) -> list[str]:

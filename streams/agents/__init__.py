@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from streams import topics
-from streams.agents import drift, edge, feedback, teacher
+from streams.agents import drift, edge, feedback, fleet, teacher
 from streams.context import Context
 
 REGISTER: dict[str, Callable[[Context], None]] = {
@@ -14,5 +14,6 @@ REGISTER: dict[str, Callable[[Context], None]] = {
     "drift": drift.register,
     "feedback": feedback.register,
     "teacher": teacher.register,
+    "fleet": fleet.register,
 }
 assert tuple(REGISTER) == topics.ROLES, "every role of topics.ROLES has a register function"

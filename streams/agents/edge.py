@@ -12,6 +12,7 @@ label is learnt while a consolidation runs; the swap to a new version happens in
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -26,18 +27,22 @@ from learners.edge_node import (
     LabelledText,
     NodeNotBootstrappedError,
 )
+from learners.fleet.aggregator import latest_prior
+from learners.fleet.prior import FleetPrior
 from streams import metrics, topics
 from streams.context import Context
 from streams.microbatch import MicroBatches
 from streams.schemas import (
     AdapterEvent,
     ChatInbound,
+    FleetPriorReady,
     ServedTurn,
     TrainingBatch,
     TurnBatch,
 )
 
-R = TypeVar("R", ChatInbound, TrainingBatch)
+R = TypeVar("R", ChatInbound, TrainingBatch, FleetPriorReady)
+log = logging.getLogger("ecc.edge")
 
 STAGE = metrics.SERVE_STAGE_SECONDS
 WAITING_BATCHES = 4  # micro-batches a worker queues before it stops taking turns
@@ -79,6 +84,21 @@ def register(ctx: Context) -> None:
             async for node, batches in per_node(ctx, events, TrainingBatch):
                 await learn(ctx, node, batches)
 
+    priors = _Priors(ctx)
+
+    @ctx.app.agent(ctx.topic(topics.FLEET_PRIORS), name="edge-fleet")
+    async def edge_fleet(stream: Any) -> None:
+        # A node hears of each prior once per round; it is a candidate like a batch's
+        # (learnt on the learning thread, gated, announced on adapters.events).
+        async for events in stream.take_events(LEARN_COALESCE, within=0.2):
+            async for node, records in per_node(ctx, events, FleetPriorReady):
+                prior = await priors.get(max(r.version for r in records))
+                if prior is None:
+                    continue
+                with node.pinned():
+                    outcome = await ctx.run(ctx.train_pool, node.adopt, prior)
+                    await _announce(ctx, node, outcome, [])
+
     @ctx.app.timer(interval=ROLLBACK_POLL_S)
     async def follow_registry() -> None:
         """`ecc adapters rollback` takes effect on a running worker within a few seconds.
@@ -100,6 +120,26 @@ def register(ctx: Context) -> None:
                     ts=time.time(),
                 )
                 await ctx.send(topics.ADAPTERS_EVENTS, event, key=node.node_id)
+
+
+class _Priors:
+    """The fleet priors this worker has read, by version (the latest few)."""
+
+    def __init__(self, ctx: Context, keep: int = 2) -> None:
+        self.ctx = ctx
+        self.keep = keep
+        self._read: dict[int, FleetPrior] = {}
+
+    async def get(self, version: int) -> FleetPrior | None:
+        if version not in self._read:
+            prior = await self.ctx.run(self.ctx.load_pool, latest_prior, self.ctx.registry)
+            if prior is None or prior.version < version:
+                log.warning("fleet prior v%d announced but not in the registry yet", version)
+                return None
+            self._read[prior.version] = prior
+            for old in sorted(self._read)[: -self.keep]:
+                del self._read[old]
+        return self._read.get(version) or self._read[max(self._read)]
 
 
 async def per_node(
