@@ -19,6 +19,7 @@ import click
 
 from harness.options import (
     DRIFT_QUICK,
+    FLEET_QUICK,
     LEARNER_QUICK_STREAM,
     LEARNER_QUICK_TEST,
     LOOP_BENCH_RATE,
@@ -29,6 +30,7 @@ from harness.options import (
     WEBHOOK_BENCH_S,
     DemoOptions,
     DriftBenchOptions,
+    FleetBenchOptions,
     LearnerBenchOptions,
     NodesBenchOptions,
     ServingBenchOptions,
@@ -386,6 +388,35 @@ def bench_nodes(data: str | None, quick: bool, out: Path) -> None:
     s = settings_from_env()
     with tempfile.TemporaryDirectory(prefix="ecc-bench-nodes-") as folder:
         run_nodes(dataset, s.edge_options(), s.infer_threads, Path(folder), out, o)
+
+
+@bench.command("fleet-learning")
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    help="Dataset the nodes' seeds, labels and test split come from. Default: the generator.",
+)
+@click.option("--quick", is_flag=True, help="Fewer intents and rounds (for CI).")
+@_out_option("reports/bench-fleet", "fleet_learning.json and fleet_learning.png")
+def bench_fleet(data: str | None, quick: bool, out: Path) -> None:
+    """Fleet learning: a new intent learnt at one node, answered at the others.
+
+    Four nodes learn the same stream twice, alone and with a fleet aggregation round
+    after every round of batches (adopted only through each node's gate); new intents
+    reach the first node early and the others late. Then a new node starts from a few
+    seeds alone and from the fleet's prior. See harness/bench/fleet.py.
+    """
+    import tempfile
+
+    from harness.bench.fleet import run_fleet
+    from scenarios.datasets import load_dataset
+    from scenarios.generator import generated_dataset
+
+    o = FLEET_QUICK if quick else FleetBenchOptions()
+    dataset = load_dataset(data) if data else generated_dataset(o.seed)
+    s = settings_from_env()
+    with tempfile.TemporaryDirectory(prefix="ecc-bench-fleet-") as folder:
+        run_fleet(dataset, s.edge_options(), s.fleet_options(), Path(folder), out, o)
 
 
 @bench.command("precision")

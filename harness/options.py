@@ -108,6 +108,35 @@ class NodesBenchOptions:
     seed: int = 7
 
 
+@dataclass(frozen=True)
+class FleetBenchOptions:
+    nodes: int = 4
+    intents: int = 30
+    """Intents every node knows from its seeds (the dataset's first, by name order)."""
+    new_intents: int = 3
+    """Intents none knows at the start: they appear at the first node from ``first_round``,
+    at the others from ``late_round``."""
+    seeds_per_intent: int = 5
+    labels_per_round: int = 40
+    """Labels of the intents it knows that each node learns per round (one batch)."""
+    new_labels_per_round: int = 8
+    """Labels of each new intent a node learns per round once it sees that intent."""
+    rounds: int = 8
+    first_round: int = 1
+    late_round: int = 5
+    new_node_seeds: int = 2
+    """Seed examples per intent of the node bootstrapped at the end, seed-only and from
+    the fleet."""
+    threshold: float = 0.7
+    """Accuracy on a new intent counted as answering it (the issue's goal)."""
+    seed: int = 7
+
+
+FLEET_QUICK = FleetBenchOptions(
+    intents=12, new_intents=2, labels_per_round=24, rounds=6, late_round=4
+)
+"""``ecc bench fleet-learning --quick``: for CI."""
+
 NODES_QUICK = NodesBenchOptions(counts=(10, 40), turns=384, cold_loads=40)
 """``ecc bench nodes --quick``: for CI."""
 

@@ -450,13 +450,15 @@ class EdgeNode:
         every = self.options.consolidate_every
         return bool(every) and self.labels_since_consolidation >= every
 
-    def _refit(self, vectors: Array, warm: EndModel) -> _Head:
+    def _refit(self, vectors: Array, warm: EndModel | _Head) -> _Head:
         """The head refitted on the whole memory (``vectors``: its embeddings under the
-        encoder the head will serve with), warm-started from ``warm``'s head."""
+        encoder the head will serve with), warm-started from ``warm``'s head; a row
+        without an example here was borrowed from the fleet, and :func:`_fit` keeps it."""
+        if isinstance(warm, EndModel):
+            warm = _Head(*warm.head_logits(), list(warm.labels))
         _, _, labels = self.memory.examples()
         order = list(warm.labels) + [y for y in self.memory.labels() if y not in warm.labels]
-        weight, bias = _fit(vectors, labels, order, self.options, warm.head_logits())
-        # (a row without an example here was borrowed from the fleet: _fit keeps it)
+        weight, bias = _fit(vectors, labels, order, self.options, (warm.weight, warm.bias))
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise TrainingGuardError("the head's weights became NaN or infinite: not applied")
         return _Head(weight, bias, order)
@@ -540,38 +542,64 @@ class EdgeNode:
 
     # --- learning: from the fleet --------------------------------------------------------------
     def adopt(self, prior: FleetPrior) -> BatchOutcome:
-        """A fleet prior as a candidate: the serving head plus the prior's rows of the
-        intents this node does not know yet, gated like any update (the held-out set has
-        none of those intents, so the gate guards what the node already answers).
+        """A fleet prior as a candidate: the serving head with the prior's rows of the
+        intents this node has no example of (new ones appended, borrowed ones brought up
+        to date), gated like any update (the held-out set has none of those intents, so
+        the gate guards what the node already answers).
 
-        The node's own intents keep their own rows: its own labels say more about its own
-        traffic than the fleet's average. A borrowed row stays as it came until the node's
-        own labels of that intent arrive; its refits then start from it.
+        The node's own rows are refitted on its memory beside the borrowed ones (which
+        stay as they came), so where a borrowed intent reaches into what the node's own
+        examples show, its own rows take that back. Its own intents keep their own rows:
+        its own labels say more about its own traffic than the fleet's average. A borrowed
+        row follows the fleet's until the node's own labels of that intent arrive; its
+        refits then start from it.
         """
         if self.node_id in prior.contributors and len(prior.contributors) == 1:
             return self._outcome(
                 "skipped", None, f"fleet prior v{prior.version} is this node's own", [], {}
             )
-        new = [y for y in prior.labels if y not in self.serving.labels]
-        if not new:
+        labels = list(self.serving.labels)
+        own = [i for i, y in enumerate(labels) if self.memory.count(y) > 0]
+        new = [y for y in prior.labels if y not in labels]
+        weight, bias = self.serving.head_logits()
+        # a softmax head is unchanged by a shift of its biases: the prior's are centred,
+        # so they are moved to the centre of this node's own rows
+        shift = float(bias[own].mean()) if own else 0.0
+        stale = [
+            i
+            for i, y in enumerate(labels)
+            if i not in own
+            and y in prior.labels
+            and not np.allclose(weight[i], prior.rows([y])[0][0], rtol=1e-4, atol=1e-5)
+        ]
+        if not new and not stale:
             return self._outcome(
                 "skipped",
                 None,
-                f"fleet prior v{prior.version} brings no intent this node lacks",
+                f"fleet prior v{prior.version} brings nothing this node lacks",
                 [],
                 {},
             )
-        weight, bias = self.serving.head_logits()
+        weight, bias = weight.copy(), bias.copy()
+        if stale:
+            weight[stale], fresh = prior.rows([labels[i] for i in stale])
+            bias[stale] = fresh + shift
         rows, biases = prior.rows(new)
-        # a softmax head is unchanged by a shift of its biases: the prior's are centred,
-        # so they are moved to this head's centre
-        biases = biases + (float(bias.mean()) if len(bias) else 0.0)
-        head = _Head(
+        borrowed = _Head(
             np.concatenate([weight, rows]).astype(np.float32),
-            np.concatenate([bias, biases]).astype(np.float32),
-            [*self.serving.labels, *new],
+            np.concatenate([bias, biases + shift]).astype(np.float32),
+            [*labels, *new],
         )
-        extra = {"fleet_prior": float(prior.version), "borrowed_intents": float(len(new))}
+        started = time.perf_counter()
+        try:  # the node's own rows refitted beside the borrowed ones (which stay as they came)
+            head = self._refit(self.memory.vectors(), borrowed)
+        except TrainingGuardError as exc:
+            return self._outcome("rejected", None, f"fleet prior v{prior.version}: {exc}", [], {})
+        extra = {
+            "fleet_prior": float(prior.version),
+            "borrowed_intents": float(len(new) + len(stale)),
+            "refit_seconds": time.perf_counter() - started,
+        }
         outcome = self._decide(head, None, [], extra, more={"fleet_prior": prior.version})
         reason = f"fleet prior v{prior.version} ({len(prior.contributors)} nodes): {outcome.reason}"
         return BatchOutcome(

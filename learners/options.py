@@ -71,8 +71,10 @@ class FleetOptions:
     rank: int = LoraOptions.r
     """Rank of the merged LoRA adapter (the truncated SVD of the mean update)."""
     fall_tolerance: float = EvalGate.tolerance
-    """A node version whose held-out accuracy fell more than this (against its parent, or
-    the node's last contribution) is left out of the prior."""
+    """A node version whose held-out accuracy fell more than this below its parent's, on
+    the same held-out examples (its gate's own figures), is left out of the prior. (Not
+    against an earlier version's figure: the held-out set grows with new intents, so two
+    versions' figures are not comparable.)"""
     clip: float = 0.0
     """L2 bound of one node's contribution (0: off; :mod:`learners.fleet.privacy`)."""
     noise: float = 0.0

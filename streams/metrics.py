@@ -126,6 +126,8 @@ FLEET_PRIOR_VERSION = Gauge("ecc_fleet_prior_version", "Version of the latest fl
 FLEET_NODES = Gauge(
     "ecc_fleet_nodes", "Nodes in the latest fleet prior, by whether they counted", ["counted"]
 )
+for _counted in ("yes", "no"):  # exported (at 0) before the first round, as the gauges above
+    FLEET_NODES.labels(_counted)
 FLEET_ROUND_SECONDS = Histogram(
     "ecc_fleet_round_seconds",
     "Seconds one fleet aggregation round took (registry reads included)",

@@ -57,8 +57,14 @@ def table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def plot_curve(path: Path, curves: dict[str, tuple[list[int], list[float]]], title: str) -> None:
-    """Prequential accuracy over the stream, one line per learner."""
+def plot_curve(
+    path: Path,
+    curves: dict[str, tuple[list[int], list[float]]],
+    title: str,
+    xlabel: str = "labelled examples streamed",
+    ylabel: str = "prequential accuracy (%)",
+) -> None:
+    """Accuracy (prequential, by default) over the stream, one line per learner."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,8 +73,8 @@ def plot_curve(path: Path, curves: dict[str, tuple[list[int], list[float]]], tit
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, (x, y) in curves.items():
         ax.plot(x, [100 * v for v in y], label=name)
-    ax.set_xlabel("labelled examples streamed")
-    ax.set_ylabel("prequential accuracy (%)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -291,6 +291,17 @@ LEARNING = _dashboard(
                 ),
             ],
         ),
+        _panel(
+            "Fleet priors (version; nodes counted and left out)",
+            "The fleet aggregator (ecc serve --roles fleet): the latest prior's version, how "
+            "many nodes' versions went into it and how many were left out (their held-out "
+            "accuracy fell). Whether a node adopted it: the updates panel, reason 'fleet prior'.",
+            [
+                ("max(ecc_fleet_prior_version)", "prior version"),
+                ('max(ecc_fleet_nodes{counted="yes"})', "nodes counted"),
+                ('max(ecc_fleet_nodes{counted="no"})', "nodes left out"),
+            ],
+        ),
     ],
 )
 

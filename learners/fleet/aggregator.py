@@ -49,7 +49,6 @@ class FleetAggregator:
         self.options = options = options or FleetOptions()
         self.lora = lora or LoraOptions()
         self.privacy = Privacy(options.clip, options.noise)
-        self._accuracy: dict[str, float] = {}  # node -> held-out accuracy when it last counted
         latest = registry.current(FLEET_ID)
         self._last: dict[str, int] = dict(latest.extra.get("seen", {})) if latest else {}
         self._rounds = latest.version if latest else 0
@@ -83,9 +82,6 @@ class FleetAggregator:
         before = info.metrics.get("holdout_accuracy_before")
         if before is not None and before - now > tolerance:
             return f"held-out accuracy fell {before:.3f} -> {now:.3f} in v{info.version}"
-        last = self._accuracy.get(info.node_id)
-        if last is not None and last - now > tolerance:
-            return f"held-out accuracy fell {last:.3f} -> {now:.3f} since it last counted"
         return None
 
     def round(self, force: bool = False) -> FleetPrior | None:
@@ -119,9 +115,6 @@ class FleetAggregator:
             extra={**prior.extra(), "seen": self._last},
         )
         self._rounds = published.version
-        for node_id, info in serving.items():
-            if node_id not in excluded and "holdout_accuracy" in info.metrics:
-                self._accuracy[node_id] = info.metrics["holdout_accuracy"]
         return latest_prior(self.registry)
 
 
