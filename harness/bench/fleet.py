@@ -320,5 +320,5 @@ def run_fleet(
             fmt(g["largest_own_accuracy_drop_through_adoption"], pct=True),
         ),
     ]
-    say(table(rows))
+    say(f"\n==== ecc bench fleet-learning: {data.name} " + "=" * 30 + "\n" + table(rows) + "\n")
     return report
