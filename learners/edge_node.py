@@ -59,6 +59,7 @@ HOLDOUT_FILE = "holdout.npz"
 FIRST_HEAD_FILE = "first_head.npz"
 LEGACY_EXAMPLES = "examples.jsonl"
 EMBED_CHUNK = 512  # examples a consolidation embeds between two looks at its stop signal
+BORROWED_MOVE = 0.05  # a borrowed row is brought up to date once the fleet's moved this much
 
 
 class NodeNotBootstrappedError(LookupError):
@@ -558,6 +559,15 @@ class EdgeNode:
             return self._outcome(
                 "skipped", None, f"fleet prior v{prior.version} is this node's own", [], {}
             )
+        if prior.weight.shape[1] != self.serving.dim:
+            return self._outcome(
+                "rejected",
+                None,
+                f"fleet prior v{prior.version} is over {prior.weight.shape[1]}-d embeddings, "
+                f"this node's encoder gives {self.serving.dim}-d ones",
+                [],
+                {},
+            )
         labels = list(self.serving.labels)
         own = [i for i, y in enumerate(labels) if self.memory.count(y) > 0]
         new = [y for y in prior.labels if y not in labels]
@@ -568,9 +578,7 @@ class EdgeNode:
         stale = [
             i
             for i, y in enumerate(labels)
-            if i not in own
-            and y in prior.labels
-            and not np.allclose(weight[i], prior.rows([y])[0][0], rtol=1e-4, atol=1e-5)
+            if i not in own and y in prior.labels and _moved(weight[i], prior.rows([y])[0][0])
         ]
         if not new and not stale:
             return self._outcome(
@@ -729,6 +737,14 @@ class EdgeNode:
                 if memory is not None and memory.key != key:
                     self._reembed(memory, self.serving, key)
         return before, self.version
+
+
+def _moved(row: Array, fleet: Array) -> bool:
+    """Whether the fleet's row of a borrowed intent moved enough to be worth an update:
+    more than :data:`BORROWED_MOVE` of the row's norm. (Each adoption refits the node's own
+    rows, which moves its contribution a little; a bound at refit noise would have the
+    fleet and its nodes answer each other's versions every round, without end.)"""
+    return float(np.linalg.norm(fleet - row)) > BORROWED_MOVE * float(np.linalg.norm(row))
 
 
 def _new_model(o: EdgeOptions) -> EndModel:

@@ -99,7 +99,7 @@ def serve(roles: str) -> None:
 async def _ensure(settings: Settings, roles: tuple[str, ...] | None = None) -> list[str]:
     from streams.kafka import ensure_topics
 
-    return await ensure_topics(settings, roles=roles or ROLES)
+    return await ensure_topics(settings, roles=roles or SERVICE_ROLES)
 
 
 @main.group()

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
-from streams.topics import ROLES, TopicNames, changelogs
+from streams.topics import SERVICE_ROLES, TopicNames, changelogs
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def faust_credentials(settings: Settings) -> Any:
 
 
 async def ensure_topics(
-    settings: Settings, timeout: float = 30.0, roles: Iterable[str] = ROLES
+    settings: Settings, timeout: float = 30.0, roles: Iterable[str] = SERVICE_ROLES
 ) -> list[str]:
     """Create every topic of the service (its DLQs, and the table changelogs of a worker
     running ``roles``) that does not exist.

@@ -67,7 +67,7 @@ def group_id(app_id: str, roles: Iterable[str]) -> str:
     return app_id if tuple(chosen) == SERVICE_ROLES else "-".join([app_id, *chosen])
 
 
-def changelogs(app_id: str, roles: Iterable[str] = ROLES) -> list[str]:
+def changelogs(app_id: str, roles: Iterable[str] = SERVICE_ROLES) -> list[str]:
     """The changelog topics of the tables of a worker that runs ``roles``."""
     group = group_id(app_id, roles)
     return [changelog(group, ROLE_TABLES[r]) for r in ROLES if r in set(roles) and r in ROLE_TABLES]

@@ -114,9 +114,11 @@ async def adapter_event(
     statuses: tuple[str, ...] = ("published", "rejected", "skipped"),
     batch_id: str | None = None,
     timeout: float = 180,
+    reason: str = "",
 ) -> AdapterEvent:
     """The first adapter event of ``node`` with one of ``statuses`` (and, given a
-    ``batch_id``, the decision on that batch: not an earlier event of the same kind)."""
+    ``batch_id``, the decision on that batch: not an earlier event of the same kind; given
+    a ``reason``, one whose reason says it)."""
     async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -127,6 +129,7 @@ async def adapter_event(
                         event.node_id == node
                         and event.status in statuses
                         and (batch_id is None or batch_id in event.batch_ids)
+                        and reason in event.reason
                     ):
                         return event
     raise TimeoutError(f"no adapter event {statuses}")

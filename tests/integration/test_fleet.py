@@ -22,9 +22,9 @@ from models.registry import FLEET_ID
 from scenarios.generator import BASE_INTENTS, sample
 from streams import topics
 from streams.kafka import consumer
-from streams.schemas import AdapterEvent, FleetPriorReady
+from streams.schemas import FleetPriorReady
 from streams.settings import Settings
-from tests.integration.conftest import ask, bootstrap_node, isolated
+from tests.integration.conftest import adapter_event, ask, bootstrap_node, isolated
 
 pytestmark = pytest.mark.integration
 
@@ -45,23 +45,6 @@ async def _read(s: Settings, topic: str, idle_s: float = 3.0) -> list[bytes]:
     return out
 
 
-async def _fleet_adoption(s: Settings, node: str, timeout: float = 180) -> AdapterEvent:
-    """The adapters.events decision of ``node`` on a fleet prior that brought an intent."""
-    async with consumer(s, [s.topic_prefix + topics.ADAPTERS_EVENTS]) as c:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msgs in (await c.getmany(timeout_ms=300)).values():
-                for m in msgs:
-                    event = AdapterEvent.model_validate_json(m.value)
-                    if (
-                        event.node_id == node
-                        and "fleet prior" in event.reason
-                        and event.status in ("published", "rejected")
-                    ):
-                        return event
-    raise TimeoutError(f"{node} decided on no fleet prior within {timeout} s")
-
-
 def test_an_intent_learnt_at_one_node_is_served_at_another_through_the_fleet(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -79,7 +62,8 @@ def test_an_intent_learnt_at_one_node_is_served_at_another_through_the_fleet(
 
         pairs = [(e.text, e.label) for e in train]
         asyncio.run(send_labelled(s, "store-eu", "eu-gift", pairs))
-        adopted = asyncio.run(_fleet_adoption(s, "store-us"))
+        adoption = adapter_event(s, "store-us", ("published", "rejected"), reason="fleet prior")
+        adopted = asyncio.run(adoption)
         assert adopted.status == "published", adopted.reason
         assert adopted.labels_added == [NEW_INTENT]
 
