@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +222,8 @@ class EdgeNode:
             strength = np.array([1.0 + prior.counts.get(y, 0) for y in order])
         weight, bias = _fit(vectors, labels, order, options, warm, strength if warm else None)
         model.set_head_logits(weight, bias, order)
-        seeds = {y: list(labels).count(y) for y in order}
+        per_label = Counter(labels)
+        seeds = {y: per_label[y] for y in order}
         extra: dict[str, Any] = {"reason": "bootstrap", COUNTS: seeds}
         if prior is not None:
             extra.update(
@@ -569,12 +570,12 @@ class EdgeNode:
                 {},
             )
         labels = list(self.serving.labels)
-        own = [i for i, y in enumerate(labels) if self.memory.count(y) > 0]
+        own = {i for i, y in enumerate(labels) if self.memory.count(y) > 0}
         new = [y for y in prior.labels if y not in labels]
         weight, bias = self.serving.head_logits()
         # a softmax head is unchanged by a shift of its biases: the prior's are centred,
         # so they are moved to the centre of this node's own rows
-        shift = float(bias[own].mean()) if own else 0.0
+        shift = float(bias[sorted(own)].mean()) if own else 0.0
         stale = [
             i
             for i, y in enumerate(labels)

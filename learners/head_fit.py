@@ -76,9 +76,11 @@ def fit_softmax(
         b.register_hook(lambda grad: _within(grad, free))
     penalty = 1.0 / (2.0 * c * max(1, len(xt)))
     c0 = None if center is None else torch.from_numpy(np.asarray(center, dtype=np.float32))
-    rows = None
-    if center_weight is not None:
-        rows = torch.from_numpy(np.asarray(center_weight, dtype=np.float32))
+    weights = None  # per row: what each row's penalty counts (None: 1 each, the plain fit)
+    if frozen is not None or center_weight is not None:
+        weights = free
+        if center_weight is not None:
+            weights = free * torch.from_numpy(np.asarray(center_weight, dtype=np.float32))
     opt = torch.optim.LBFGS(
         [w, b],
         lr=1.0,
@@ -93,9 +95,7 @@ def fit_softmax(
         opt.zero_grad()
         ce = torch.nn.functional.cross_entropy(xt @ w.T + b, yt)
         d = w if c0 is None else w - c0
-        squares = (d * d).sum() if frozen is None else ((d * d).sum(1) * free).sum()
-        if rows is not None:
-            squares = ((d * d).sum(1) * free * rows).sum()
+        squares = (d * d).sum() if weights is None else ((d * d).sum(1) * weights).sum()
         loss = ce + penalty * squares
         loss.backward()
         return loss

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.lora import A_SUFFIX, B_SUFFIX, PEFT_PREFIX, LoraAdapter, SharedEncoder
+from models.lora import LoraAdapter, SharedEncoder, split_factors
 from models.options import HEAD_SCALE, MAX_LENGTH, PRECISION, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
@@ -327,19 +327,24 @@ def lora_factors(
 ) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] | None:
     """A registry version's LoRA as ``(A, B * scaling)`` per target module (so the update
     is ``B @ A``), read without loading a model; None for a version without LoRA."""
-    state = {k[len(LORA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LORA_PREFIX)}
-    if not state:
-        return None
+    a, b = lora_state(tensors)
     scaling = lora.alpha / lora.r
-    out = {}
-    for key, a in state.items():
-        if key.endswith(A_SUFFIX):
-            name = key.removesuffix(A_SUFFIX)
-            b = state[name + B_SUFFIX]
-            out[name.removeprefix(PEFT_PREFIX)] = (a.float().numpy(), b.float().numpy() * scaling)
-    if all(not b.any() for _, b in out.values()):
-        return None  # a fresh adapter: no update
+    out = {k: (a[k].float().numpy(), b[k].float().numpy() * scaling) for k in a}
+    if all(not f[1].any() for f in out.values()):
+        return None  # a fresh adapter (or none): no update
     return out
+
+
+def lora_state(
+    tensors: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The ``A`` and ``B`` tensors stored under :data:`LORA_PREFIX`, by target module; a
+    module with one of the two is refused."""
+    lora = {k[len(LORA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LORA_PREFIX)}
+    a, b, _ = split_factors(lora)
+    if set(a) != set(b):
+        raise ValueError(f"LoRA factors that do not pair up: {sorted(set(a) ^ set(b))[:3]}")
+    return a, b
 
 
 def _predictions(labels: list[str], rows: torch.Tensor, top: Any) -> list[Prediction]:

@@ -113,15 +113,11 @@ class LoraAdapter:
     ) -> LoraAdapter:
         """The adapter of a peft-named state dict; every target module must be in it, and
         nothing else."""
-        a, b = {}, {}
-        for key, value in tensors.items():
-            name = key.removeprefix(PEFT_PREFIX)
-            if name.endswith(A_SUFFIX):
-                a[name.removesuffix(A_SUFFIX)] = value.detach().float().clone()
-            elif name.endswith(B_SUFFIX):
-                b[name.removesuffix(B_SUFFIX)] = value.detach().float().clone()
-            else:
-                raise ValueError(f"adapter has a tensor this model lacks: {key}")
+        a, b, other = split_factors(tensors)
+        if other:
+            raise ValueError(f"adapter has a tensor this model lacks: {other[0]}")
+        a = {k: v.detach().float().clone() for k, v in a.items()}
+        b = {k: v.detach().float().clone() for k, v in b.items()}
         unknown = sorted((set(a) | set(b)) - set(shapes))
         missing = sorted(set(shapes) - set(a) - set(b))
         if unknown or missing:
@@ -136,6 +132,23 @@ class LoraAdapter:
             h.update(name.encode())
             h.update(tensor.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def split_factors(
+    tensors: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+    """The ``A`` and the ``B`` tensors of a peft-named state dict by target module, and
+    the keys that are neither."""
+    a, b, other = {}, {}, []
+    for key, value in tensors.items():
+        name = key.removeprefix(PEFT_PREFIX)
+        if name.endswith(A_SUFFIX):
+            a[name.removesuffix(A_SUFFIX)] = value
+        elif name.endswith(B_SUFFIX):
+            b[name.removesuffix(B_SUFFIX)] = value
+        else:
+            other.append(key)
+    return a, b, other
 
 
 @dataclass(frozen=True)

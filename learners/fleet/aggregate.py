@@ -84,7 +84,7 @@ def aggregate(
     shares = []
     for row, label in enumerate(labels):
         votes = [
-            (max(1, c.counts.get(label, 1)), head[0][c.labels.index(label)], head[1][i])
+            (max(1, c.counts.get(label, 1)), head[0][i], head[1][i])
             for c, head in zip(contributions, heads, strict=True)
             if label in c.labels
             for i in [c.labels.index(label)]

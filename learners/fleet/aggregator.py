@@ -25,6 +25,8 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+
 from learners.fleet.aggregate import Contribution, aggregate
 from learners.fleet.prior import FleetPrior
 from learners.fleet.privacy import Privacy
@@ -57,10 +59,11 @@ class FleetAggregator:
         """A node version as the fleet sees it (None: it has no intent of its own)."""
         _, tensors = self.registry.load(info.node_id, info.version)
         weight, bias = logit_head(tensors)
-        counts = {k: int(v) for k, v in info.extra.get(COUNTS, {}).items()}
-        own = [i for i, label in enumerate(info.labels) if counts.get(label, 1) > 0]
-        if COUNTS not in info.extra:  # a version from before counts were kept: one each
-            counts = {label: 1 for label in info.labels}
+        # a version from before counts were kept: one example each
+        counts = {
+            k: int(v) for k, v in info.extra.get(COUNTS, dict.fromkeys(info.labels, 1)).items()
+        }
+        own = [i for i, label in enumerate(info.labels) if counts.get(label, 0) > 0]
         if not own:
             return None
         return Contribution(
@@ -115,7 +118,7 @@ class FleetAggregator:
             extra={**prior.extra(), "seen": self._last},
         )
         self._rounds = published.version
-        return latest_prior(self.registry)
+        return dataclasses.replace(prior, version=published.version)
 
 
 def latest_prior(registry: AdapterRegistry) -> FleetPrior | None:

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.lora import A_SUFFIX, B_SUFFIX
+from models.end_model import LORA_PREFIX, lora_state
+from models.lora import A_SUFFIX, B_SUFFIX, PEFT_PREFIX
 
 Array = np.ndarray[Any, Any]
 HEAD_WEIGHT = "prior.weight"
 HEAD_BIAS = "prior.bias"
-LORA_PREFIX = "lora."
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,10 @@ class FleetPrior:
             HEAD_WEIGHT: torch.from_numpy(np.ascontiguousarray(self.weight, np.float32)),
             HEAD_BIAS: torch.from_numpy(np.ascontiguousarray(self.bias, np.float32)),
         }
-        for name, (a, b) in (self.lora or {}).items():
-            out[LORA_PREFIX + name + A_SUFFIX] = torch.from_numpy(np.ascontiguousarray(a))
-            out[LORA_PREFIX + name + B_SUFFIX] = torch.from_numpy(np.ascontiguousarray(b))
+        for name, (a, b) in (self.lora or {}).items():  # named as a node version's are
+            key = LORA_PREFIX + PEFT_PREFIX + name
+            out[key + A_SUFFIX] = torch.from_numpy(np.ascontiguousarray(a))
+            out[key + B_SUFFIX] = torch.from_numpy(np.ascontiguousarray(b))
         return out
 
     def extra(self) -> dict[str, Any]:
@@ -84,23 +85,14 @@ class FleetPrior:
         extra: dict[str, Any],
         version: int = 0,
     ) -> FleetPrior:
-        a: dict[str, Array] = {}
-        b: dict[str, Array] = {}
-        for key, value in tensors.items():
-            name = key.removeprefix(LORA_PREFIX)
-            if name.endswith(A_SUFFIX):
-                a[name.removesuffix(A_SUFFIX)] = value.float().numpy()
-            elif name.endswith(B_SUFFIX):
-                b[name.removesuffix(B_SUFFIX)] = value.float().numpy()
-        if set(a) != set(b):
-            raise ValueError("a fleet prior whose LoRA factors do not pair up")
+        a, b = lora_state(tensors)
         return cls(
             labels=list(labels),
             weight=tensors[HEAD_WEIGHT].float().numpy(),
             bias=tensors[HEAD_BIAS].float().numpy(),
             counts={k: int(v) for k, v in extra.get("counts", {}).items()},
             contributors={k: int(v) for k, v in extra.get("contributors", {}).items()},
-            lora={k: (a[k], b[k]) for k in sorted(a)} or None,
+            lora={k: (a[k].float().numpy(), b[k].float().numpy()) for k in sorted(a)} or None,
             version=version,
             excluded=dict(extra.get("excluded", {})),
         )
