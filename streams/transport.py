@@ -81,9 +81,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         timeout: float | None = None,
         max_records: int | None = None,
     ) -> Any:
-        view = (
-            active_partitions if active_partitions is None else _ActivePartitions(active_partitions)
-        )
+        view: Any = None if active_partitions is None else _ActivePartitions(active_partitions)
         return await super()._fetch_records(
             consumer, view, timeout=timeout, max_records=max_records
         )
