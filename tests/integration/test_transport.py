@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams import topics
 from streams.kafka import client_options, producer
 from streams.settings import Settings
 from streams.transport import _ActivePartitions
+from tests.integration.conftest import isolated
 
 
 async def _buffered(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
@@ -21,20 +23,17 @@ async def _buffered(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_no_active_partition_means_no_records(settings: Settings) -> None:
+def test_no_active_partition_means_no_records(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Faust passes aiokafka its live set of active partitions; aiokafka takes an empty set
     for "all" and hands back the records of paused partitions, which Faust then drops
     (moving past them for good). Seen through :class:`_ActivePartitions` an empty set
     returns nothing and reading stays where it was."""
-    topic = "transport-test.paused"
+    settings = isolated(settings, tmp_path_factory, "transport", topic_partitions=2)
+    topic = settings.topic_prefix + topics.CHAT_TURNS
 
     async def scenario() -> tuple[dict, dict, dict, list[int]]:
-        admin = AIOKafkaAdminClient(**client_options(settings))
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, 2, 1)])
-        finally:
-            await admin.close()
         async with producer(settings) as p:
             for i in range(10):
                 await p.send_and_wait(topic, b"%d" % i, partition=i % 2)
