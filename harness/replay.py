@@ -20,7 +20,7 @@ from harness.clients import client_feedback
 from harness.console import say
 from harness.options import DemoOptions
 from learners.batching import feedback_label
-from models.end_model import EndModel
+from learners.edge_node import new_end_model
 from models.registry import AdapterRegistry
 from scenarios.scenario import Scenario
 from streams import topics
@@ -248,7 +248,7 @@ def eval_predictions(
     if not versions or current is None:
         return None
     opts = settings.edge_options()
-    model = EndModel(opts.encoder_path, lora=opts.lora, max_length=opts.max_length)
+    model = new_end_model(opts)
     texts = [e.text for e in scenario.eval_examples]
     answers: dict[str, list[str]] = {}
     intents: dict[str, int] = {}

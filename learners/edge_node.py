@@ -168,7 +168,7 @@ class EdgeNode:
                 f"node {node_id!r} has no adapter version in {registry.root}: "
                 f"bootstrap it with `ecc node init {node_id} --data FILE`"
             )
-        self.serving = _new_model(options)
+        self.serving = new_end_model(options)
         meta, tensors = registry.load(node_id, current.version)
         self.serving.load_state(tensors, meta.labels)
         self.version = meta.version
@@ -207,7 +207,7 @@ class EdgeNode:
         With a fleet ``prior`` the head also serves the fleet's intents the seeds lack
         (their rows as the prior has them, fixed while the seeds' rows are fitted beside
         them), and the seeds' intents start from the prior's rows."""
-        model = _new_model(options)
+        model = new_end_model(options)
         vectors = model.embed(list(texts)) if vectors is None else vectors
         order = list(dict.fromkeys(labels))
         warm = None
@@ -686,7 +686,7 @@ class EdgeNode:
 
     def _working_model(self) -> EndModel:
         if self._working is None:
-            self._working = _new_model(self.options)
+            self._working = new_end_model(self.options)
         return self._working
 
     # --- files --------------------------------------------------------------------------------
@@ -748,8 +748,15 @@ def _moved(row: Array, fleet: Array) -> bool:
     return float(np.linalg.norm(fleet - row)) > BORROWED_MOVE * float(np.linalg.norm(row))
 
 
-def _new_model(o: EdgeOptions) -> EndModel:
-    return EndModel(o.encoder_path, lora=o.lora, max_length=o.max_length, precision=o.precision)
+def new_end_model(o: EdgeOptions) -> EndModel:
+    """An end model with no head yet, as the node's options make it."""
+    return EndModel(
+        o.encoder_path,
+        lora=o.lora,
+        max_length=o.max_length,
+        precision=o.precision,
+        pool_layers=o.pool_layers,
+    )
 
 
 def _fit(

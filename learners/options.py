@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from learners.gate import EvalGate
-from models.options import MAX_LENGTH, PRECISION, LoraOptions
+from models.options import MAX_LENGTH, POOL_LAYERS, PRECISION, LoraOptions
 
 RESIDENT_NODES = 2000
 """Nodes a worker keeps in memory at most (least recently used let go first; a resident
@@ -40,6 +40,8 @@ class EdgeOptions:
     max_length: int = MAX_LENGTH
     precision: str = PRECISION
     """Number format of the forward passes (:data:`models.options.PRECISION`)."""
+    pool_layers: int = POOL_LAYERS
+    """Encoder layers the head reads (:data:`models.options.POOL_LAYERS`)."""
     train: TrainOptions = TrainOptions()
     holdout_every: int = 5
     """Every n-th labelled example (by a hash of its id) is held out for the gate."""
@@ -47,9 +49,12 @@ class EdgeOptions:
     """Held-out examples kept per intent (all are scored: on cached embeddings it is free)."""
     memory_per_class: int = 256
     """Labelled examples kept per intent, with their embeddings, for the head's refit."""
-    head_c: float = 10.0
+    head_c: float = 20.0
     """Inverse regularisation of the head's refit, as scikit-learn's ``C``
-    (:mod:`learners.head_fit`: the best C by cross-validation on frozen MiniLM)."""
+    (:mod:`learners.head_fit`): the best by 3-fold cross-validation of scikit-learn's
+    ``LogisticRegression`` on the train splits, over frozen MiniLM's six pooled layers
+    (:data:`models.options.POOL_LAYERS`; BANKING77 C=20 92.13 %, 50 92.14 %, 100 92.08 %;
+    CLINC150 20 97.61 %, 50 97.57 %). Over the last layer alone the best is 10."""
     head_max_iter: int = 100
     """L-BFGS iterations of one refit at most (warm-started, it stops far sooner)."""
     head_tolerance: float = 1e-5

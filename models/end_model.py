@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from models.lora import LoraAdapter, SharedEncoder, split_factors
-from models.options import HEAD_SCALE, MAX_LENGTH, PRECISION, LoraOptions
+from models.options import HEAD_SCALE, MAX_LENGTH, POOL_LAYERS, PRECISION, LoraOptions
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
@@ -83,8 +83,11 @@ class EndModel:
         max_length: int = MAX_LENGTH,
         scale: float = HEAD_SCALE,
         precision: str = PRECISION,
+        pool_layers: int = POOL_LAYERS,
     ) -> None:
-        self.encoder = SharedEncoder.shared(encoder_path, max_length, precision, lora.targets)
+        self.encoder = SharedEncoder.shared(
+            encoder_path, max_length, precision, lora.targets, pool_layers
+        )
         self.lora = lora
         self.adapter: LoraAdapter | None = None
         self.head = IntentHead(self.encoder.dim, scale)
@@ -193,7 +196,9 @@ class EndModel:
         """A digest of the adapter's weights: embeddings computed under one key are valid
         for every version with the same key (a head-only update keeps it)."""
         with self.lock:
-            return self.adapter.digest() if self.adapter is not None else FROZEN_KEY
+            key = self.adapter.digest() if self.adapter is not None else FROZEN_KEY
+            layers = self.encoder.pool_layers
+            return key if layers == 1 else f"{key}/pool{layers}"
 
     @property
     def nbytes(self) -> int:
@@ -255,7 +260,7 @@ class EndModel:
                 labels = list(model.labels)
                 probs = torch.softmax(model.head(rows), dim=-1)
                 top = torch.topk(probs, min(k, len(labels)), dim=-1)
-                out.append(_predictions(labels, rows, top))
+                out.append(_predictions(labels, models[0].encoder.sentence(rows), top))
         return out
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:

@@ -45,7 +45,7 @@ import torch
 
 from models.compute import autocast, resolve_precision, store_frozen_linears
 from models.encoder import load_encoder, mean_pool, resolve_encoder_path
-from models.options import LENGTH_BUCKET, LoraOptions
+from models.options import LENGTH_BUCKET, POOL_LAYERS, LoraOptions
 
 PEFT_PREFIX = "base_model.model."
 A_SUFFIX = ".lora_A.weight"
@@ -214,7 +214,7 @@ class SharedEncoder:
     LoRA hook on each target module; :meth:`shared` gives one per model folder and
     settings."""
 
-    _instances: ClassVar[dict[tuple[str, int, str, tuple[str, ...]], SharedEncoder]] = {}
+    _instances: ClassVar[dict[tuple[str, int, str, tuple[str, ...], int], SharedEncoder]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
@@ -223,11 +223,15 @@ class SharedEncoder:
         max_length: int,
         precision: str,
         targets: Sequence[str],
+        pool_layers: int = POOL_LAYERS,
     ) -> None:
+        if pool_layers < 1:
+            raise ValueError(f"pool_layers must be 1 or more, not {pool_layers}")
         self.path = resolve_encoder_path(path)
         self.tokenizer, self.model = load_encoder(self.path)
         self.model.requires_grad_(False)
         self.max_length = max_length
+        self.pool_layers = min(pool_layers, int(self.model.config.num_hidden_layers))
         self.precision = resolve_precision(precision)
         self._autocast = autocast(self.precision)
         self.shapes: dict[str, tuple[int, int]] = {}
@@ -241,17 +245,33 @@ class SharedEncoder:
 
     @classmethod
     def shared(
-        cls, path: str | Path | None, max_length: int, precision: str, targets: Sequence[str]
+        cls,
+        path: str | Path | None,
+        max_length: int,
+        precision: str,
+        targets: Sequence[str],
+        pool_layers: int = POOL_LAYERS,
     ) -> SharedEncoder:
-        key = (str(resolve_encoder_path(path)), max_length, precision, tuple(targets))
+        key = (str(resolve_encoder_path(path)), max_length, precision, tuple(targets), pool_layers)
         with cls._instances_lock:
             if key not in cls._instances:
-                cls._instances[key] = cls(path, max_length, precision, targets)
+                cls._instances[key] = cls(path, max_length, precision, targets, pool_layers)
             return cls._instances[key]
 
     @property
-    def dim(self) -> int:
+    def hidden(self) -> int:
+        """Width of one layer's output (the sentence embedding's)."""
         return int(self.model.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        """Width of the features the head reads (:data:`~models.options.POOL_LAYERS`)."""
+        return self.hidden * self.pool_layers
+
+    def sentence(self, features: torch.Tensor) -> torch.Tensor:
+        """The unit-norm sentence embedding (the last layer's, mean-pooled) inside
+        ``features``: their last block, which the scaling made ``1/sqrt(n)`` long."""
+        return features[:, -self.hidden :] * math.sqrt(self.pool_layers)
 
     @property
     def nbytes(self) -> int:
@@ -263,8 +283,9 @@ class SharedEncoder:
     def features(
         self, texts: Sequence[str], adapters: Sequence[LoraAdapter | None]
     ) -> torch.Tensor:
-        """Unit-norm float32 embeddings of ``texts``, row ``i`` through ``adapters[i]``
-        (one adapter: all rows); the graph is kept (training)."""
+        """Unit-norm float32 features of ``texts`` (:data:`~models.options.POOL_LAYERS`),
+        row ``i`` through ``adapters[i]`` (one adapter: all rows); the graph is kept
+        (training)."""
         _check_rows(texts, adapters)
         enc: Any = self.tokenizer(
             list(texts),
@@ -273,9 +294,14 @@ class SharedEncoder:
             max_length=self.max_length,
             return_tensors="pt",
         )
+        mask = enc["attention_mask"]
         with _rows(adapters), self._autocast():
-            hidden = self.model(**enc).last_hidden_state.float()
-        return mean_pool(hidden, enc["attention_mask"])
+            out = self.model(**enc, output_hidden_states=self.pool_layers > 1)
+        if self.pool_layers == 1:
+            return mean_pool(out.last_hidden_state.float(), mask)
+        layers = out.hidden_states
+        pooled = [mean_pool(h.float(), mask) for h in layers[-self.pool_layers :]]
+        return torch.cat(pooled, dim=-1) / math.sqrt(self.pool_layers)
 
     @torch.inference_mode()
     def infer(self, texts: Sequence[str], adapters: Sequence[LoraAdapter | None]) -> torch.Tensor:

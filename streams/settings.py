@@ -118,6 +118,12 @@ class Settings:
         "it natively, else float32), bfloat16 or float32. LoRA and head weights and the "
         "embeddings stay float32.",
     )
+    pool_layers: int = _doc(
+        EdgeOptions.pool_layers,
+        "Top encoder layers the intent head reads, each mean-pooled and normalised (1: the "
+        "sentence embedding alone; more than the encoder has: all). Changing it re-embeds "
+        "each node's example memory; versions made under another value no longer load.",
+    )
     lora_r: int = _doc(LoraOptions.r, "LoRA rank.")
     lora_alpha: int = _doc(LoraOptions.alpha, "LoRA alpha.")
     lora_targets: str = _doc(
@@ -325,6 +331,7 @@ class Settings:
             ),
             max_length=self.max_length,
             precision=self.model_precision,
+            pool_layers=self.pool_layers,
             train=TrainOptions(
                 learning_rate=self.learning_rate,
                 steps=self.consolidate_steps,

@@ -31,10 +31,10 @@ import numpy as np
 from harness.bench.report import environment, fmt, plot_curve, table, write_json
 from harness.console import say
 from harness.options import FleetBenchOptions
-from learners.edge_node import EdgeNode, LabelledText
+from learners.edge_node import EdgeNode, LabelledText, new_end_model
 from learners.fleet.aggregator import FleetAggregator, latest_prior
 from learners.options import EdgeOptions, FleetOptions
-from models.end_model import FROZEN_KEY, EndModel
+from models.end_model import EndModel
 from models.registry import AdapterRegistry
 from scenarios.datasets import Example, LabelledData
 
@@ -87,7 +87,7 @@ class _Scorer:
         self.new = np.isin(self.truth, new)
 
     def predictions(self, node: EdgeNode) -> Array:
-        if node.serving.encoder_key() != FROZEN_KEY:  # LoRA on: through the node itself
+        if node.serving.adapter is not None:  # LoRA on: through the node itself
             return np.array([p.intent for p in node.predict(self.texts)[0]])
         weight, bias = node.serving.head_logits()
         labels = np.array(node.serving.labels)
@@ -243,7 +243,7 @@ def run_fleet(
         f"{plan.new} at store-0 from round {o.first_round}, elsewhere from {o.late_round}"
     )
     scorer = _Scorer(
-        EndModel(edge.encoder_path, edge.lora, edge.max_length, precision=edge.precision),
+        new_end_model(edge),
         plan.test,
         plan.base,
         plan.new,

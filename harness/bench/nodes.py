@@ -38,11 +38,10 @@ import torch
 from harness.bench.report import environment, fmt, table, write_json
 from harness.console import say
 from harness.options import NodesBenchOptions
-from learners.edge_node import EdgeNode, LabelledText
+from learners.edge_node import EdgeNode, LabelledText, new_end_model
 from learners.options import EdgeOptions
 from learners.resident import ResidentNodes
 from models.compute import serving_threads
-from models.end_model import EndModel
 from models.lora import LoraAdapter
 from models.registry import AdapterRegistry
 from scenarios.datasets import LabelledData
@@ -118,9 +117,7 @@ def populate(
     for e in data.train:
         by_label[e.label].append(e.text)
     pool = {y: xs[: 3 * o.seeds_per_intent] for y, xs in by_label.items()}
-    model = EndModel(
-        edge.encoder_path, lora=edge.lora, max_length=edge.max_length, precision=edge.precision
-    )
+    model = new_end_model(edge)
     flat = [(y, x) for y, xs in pool.items() for x in xs]
     vectors = dict(zip(flat, model.embed([x for _, x in flat]), strict=True))
     rng = random.Random(o.seed)

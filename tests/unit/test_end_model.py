@@ -82,3 +82,26 @@ def test_bfloat16_inference_is_close_to_float32(tiny_encoder: Path) -> None:
     assert float((a * b).sum(1).min()) > 0.99  # unit vectors: cosine
     with pytest.raises(ValueError, match="choose one of auto, bfloat16, float32"):
         EndModel(tiny_encoder, precision="int4")
+
+
+def test_the_head_reads_every_layer_and_a_turn_carries_the_sentence_embedding(
+    tiny_encoder: Path,
+) -> None:
+    from models.encoder import load_encoder, mean_pool
+
+    pooled = EndModel(tiny_encoder, max_length=16, precision="float32")  # all (2) layers
+    last = EndModel(tiny_encoder, max_length=16, precision="float32", pool_layers=1)
+    assert (pooled.dim, last.dim) == (64, 32)
+    assert pooled.encoder_key() != last.encoder_key()  # memories re-embed across a change
+    features = pooled.encoder.infer(TEXTS, [None])
+    assert torch.allclose(features.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-5)
+    tokenizer, base = load_encoder(tiny_encoder)
+    enc = tokenizer(TEXTS, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    with torch.inference_mode():
+        layers = base(**enc, output_hidden_states=True).hidden_states
+    first, final = (mean_pool(h, enc["attention_mask"]) for h in (layers[1], layers[2]))
+    assert torch.allclose(features, torch.cat([first, final], 1) / 2**0.5, atol=1e-4)
+    assert torch.allclose(pooled.encoder.sentence(features), final, atol=1e-4)
+    assert torch.allclose(last.encoder.infer(TEXTS, [None]), final, atol=1e-4)
+    pooled.fit_head(TEXTS, LABELS)
+    assert np.allclose(pooled.predict(TEXTS)[0].embedding, final[0].numpy(), atol=1e-4)

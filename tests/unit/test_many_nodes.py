@@ -77,7 +77,7 @@ def test_the_registry_tensors_are_a_peft_lora_state_dict(tiny_encoder: Path) -> 
     enc = tokenizer(QUESTIONS, padding=True, return_tensors="pt")
     with torch.inference_mode():
         theirs = mean_pool(peft_model(**enc).last_hidden_state, enc["attention_mask"])
-    ours = model.encoder.infer(QUESTIONS, [model.adapter])
+    ours = model.encoder.sentence(model.encoder.infer(QUESTIONS, [model.adapter]))
     if model.precision == torch.float32:
         assert torch.allclose(ours, theirs, atol=1e-5)
     else:  # bf16 forward passes here against peft's float32
