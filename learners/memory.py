@@ -125,7 +125,11 @@ class ExampleMemory:
                     out.append(Kept(example_id, text, label, np.asarray(vector, dtype=np.float32)))
                     continue
                 evicted = intent.ids[slot]
-                out.append(Kept(evicted, intent.texts[slot], label, intent.vectors[slot].astype(np.float32)))
+                out.append(
+                    Kept(
+                        evicted, intent.texts[slot], label, intent.vectors[slot].astype(np.float32)
+                    )
+                )
                 self._ids.discard(evicted)
                 intent.ids[slot], intent.texts[slot], intent.vectors[slot] = (
                     example_id,

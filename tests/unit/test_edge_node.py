@@ -228,7 +228,9 @@ def test_consolidation_adapts_the_encoder_and_reembeds_the_memory(
     assert node.serving.encoder_key() != key
     assert node.memory.key == node.serving.encoder_key() == node.holdout.key
     _, texts, _ = node.memory.examples()
-    assert np.allclose(node.memory.vectors(), node.serving.embed(texts), atol=1e-5)
+    assert np.allclose(
+        node.memory.vectors(), node.serving.embed(texts), atol=1e-3
+    )  # kept in float16
     assert not node.consolidation_due()
 
 
@@ -252,7 +254,9 @@ def test_the_fast_path_learns_while_a_consolidation_runs(
     assert "gift_card_balance" in node.serving.labels
     ids, texts, _ = node.memory.examples()
     assert "gift-0" in ids
-    assert np.allclose(node.memory.vectors(), node.serving.embed(texts), atol=1e-5)
+    assert np.allclose(
+        node.memory.vectors(), node.serving.embed(texts), atol=1e-3
+    )  # kept in float16
     assert node.begin_consolidation() is not None  # the next one may begin
 
 
