@@ -443,7 +443,7 @@ class EdgeNode:
         started = time.perf_counter()
         try:
             vectors = self.memory.vectors()
-            candidate = self._refit(vectors, self.serving)
+            candidate = self._refit(vectors, self._gated_serving_head())
         except TrainingGuardError as exc:
             outcome = self._outcome("rejected", None, str(exc), [], {})
         else:
@@ -473,17 +473,27 @@ class EdgeNode:
             raise TrainingGuardError("the head's weights became NaN or infinite: not applied")
         return _Head(weight, bias, order)
 
-    def _with_holdout(self, head: _Head, memory_vectors: Array, holdout_vectors: Array) -> _Head:
-        """``head`` refitted on the memory and the held-out set together, warm-started
-        from it (``head`` itself if there is nothing held out or the fit fails)."""
+    def _with_holdout(
+        self, head: _Head, memory_vectors: Array, holdout_vectors: Array, same_encoder: bool
+    ) -> _Head:
+        """``head`` refitted on the memory and the held-out set together (``head`` itself
+        if there is nothing held out or the fit fails). Warm-started from the served head
+        where it has the row and serves the same encoder: that is this objective's optimum
+        of one batch ago, while ``head`` is the memory-only one's (starting from it, each
+        refit would jump between the two optima: 6 s a batch instead of a fraction)."""
         _, _, held = self.holdout.examples()
         if not held:
             return head
         _, _, labels = self.memory.examples()
+        weight, bias = head.weight.copy(), head.bias.copy()
+        if same_encoder:
+            served_weight, served_bias = self.serving.head_logits()
+            served = {y: i for i, y in enumerate(self.serving.labels)}
+            for i, y in enumerate(head.labels):
+                if y in served:
+                    weight[i], bias[i] = served_weight[served[y]], served_bias[served[y]]
         vectors = np.concatenate([memory_vectors, holdout_vectors])
-        weight, bias = _fit(
-            vectors, [*labels, *held], head.labels, self.options, (head.weight, head.bias)
-        )
+        weight, bias = _fit(vectors, [*labels, *held], head.labels, self.options, (weight, bias))
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             return head
         return _Head(weight, bias, head.labels)
@@ -557,7 +567,10 @@ class EdgeNode:
         gated, head = (
             head,
             self._with_holdout(
-                head, self.memory.vectors() if memory_vectors is None else memory_vectors, held
+                head,
+                self.memory.vectors() if memory_vectors is None else memory_vectors,
+                held,
+                same_encoder=encoder is None,
             ),
         )
         state = model.state()

@@ -296,6 +296,8 @@ class Settings:
             )
         if self.fleet_interval_s <= 0:
             raise ValueError(f"{ENV_PREFIX}FLEET_INTERVAL_S={self.fleet_interval_s}: above 0")
+        if self.pool_layers < 1:
+            raise ValueError(f"{ENV_PREFIX}POOL_LAYERS={self.pool_layers}: 1 or more")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError, _Head
+from learners.edge_node import EdgeNode, LabelledText, NodeNotBootstrappedError, _fit, _Head
 from learners.gate import EvalGate
 from learners.options import EdgeOptions, TrainOptions
 from learners.trainer import IncrementalTrainer, TrainingGuardError
@@ -131,6 +131,29 @@ def test_what_the_held_out_set_cannot_keep_is_trained_on(
     assert node.memory.count("gift_card_balance") == 4  # none of the six labels wasted
     assert not set(node.holdout.examples()[0]) & set(node.memory.examples()[0])
     assert out.status == "published" and out.labels_added == ["gift_card_balance"]
+
+
+def test_the_served_head_learns_the_held_out_examples_the_gate_compares_without_them(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    node = make_node(tiny_encoder, tmp_path, holdout_every=2, gate=LENIENT)
+    out = node.apply_batch("b1", batch("gift", "gift_card_balance", n=8))
+    assert out.status == "published" and node.holdout.count("gift_card_balance") > 0
+    gated = node._gated_serving_head()
+    _, _, kept = node.memory.examples()
+    _, _, held = node.holdout.examples()
+    vectors = np.concatenate([node.memory.vectors(), node.holdout.vectors()])
+    served, _ = node.serving.head_logits()
+    refit, _ = _fit(vectors, [*kept, *held], gated.labels, node.options, (gated.weight, gated.bias))
+    # one optimum, reached from two starts (to the fit's tolerance), and not the gate's
+    assert np.abs(served - gated.weight).max() > 10 * np.abs(served - refit).max()
+    restarted = EdgeNode("n1", node.registry, tmp_path, node.options)
+    assert np.array_equal(restarted._gated_serving_head().weight, gated.weight)
+    node.registry.rollback("n1")  # another version: the gate compares against what it serves
+    restarted = EdgeNode("n1", node.registry, tmp_path, node.options)
+    assert np.array_equal(
+        restarted._gated_serving_head().weight, restarted.serving.head_logits()[0]
+    )
 
 
 class CorruptingNode(EdgeNode):
