@@ -32,6 +32,7 @@ serving nodes and keep the memories of the few that learn.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections import Counter, deque
@@ -83,6 +84,9 @@ class BatchOutcome:
     reason: str
     labels_added: list[str]
     metrics: dict[str, float]
+    served_at: float | None = None
+    """``time.perf_counter()`` when a published version began to serve (its labels then
+    change the answers; what is written to disk after it does not hold them up)."""
 
 
 @dataclass(frozen=True)
@@ -536,9 +540,9 @@ class EdgeNode:
 
         The gate compares heads fitted on the memory alone, so the held-out examples
         judge them fairly; what is published and served is the accepted head refitted on
-        the held-out examples too (warm-started from it: a few iterations), since every
-        label helps the node's answers (BANKING77: keeping 20 per intent out of the
-        served head cost 0.6-1 point). The memory-only head is kept beside the version
+        the held-out examples too (:meth:`_with_holdout`), since every label helps the
+        node's answers (BANKING77: keeping 20 per intent out of the served head cost
+        0.6-1 point). The memory-only head is kept beside the version
         (``gate_head.npz``) as what the next candidate is compared against."""
         _, _, truth = self.holdout.examples()
         serving_vectors = self.holdout.vectors()
@@ -563,18 +567,14 @@ class EdgeNode:
         if not decision.accept:
             return self._outcome("rejected", None, decision.reason, added, metrics)
         model = encoder or self.serving
-        held = serving_vectors if holdout_vectors is None else holdout_vectors
-        gated, head = (
+        served = self._with_holdout(
             head,
-            self._with_holdout(
-                head,
-                self.memory.vectors() if memory_vectors is None else memory_vectors,
-                held,
-                same_encoder=encoder is None,
-            ),
+            self.memory.vectors() if memory_vectors is None else memory_vectors,
+            serving_vectors if holdout_vectors is None else holdout_vectors,
+            same_encoder=encoder is None,
         )
         state = model.state()
-        state.update(model.head_state(head.weight, head.bias))
+        state.update(model.head_state(served.weight, served.bias))
         parent = self.version
         # a head-only version names the version whose encoder it shares (none: its own)
         shared = {"encoder_version": self.encoder_version} if encoder is None else {}
@@ -595,7 +595,7 @@ class EdgeNode:
         )
         paused = time.perf_counter()
         if encoder is None:
-            self.serving.set_head_logits(head.weight, head.bias, head.labels)
+            self.serving.set_head_logits(served.weight, served.bias, head.labels)
             with self.serving.lock:
                 self.version = published.version
         else:
@@ -603,8 +603,9 @@ class EdgeNode:
                 self.serving.load_state(state, head.labels)
                 self.version = published.version
                 self.encoder_version = published.version
-        self.swap_seconds.append(time.perf_counter() - paused)
-        self._keep_gate_head(published.version, gated, model.encoder_key())
+        served_at = time.perf_counter()
+        self.swap_seconds.append(served_at - paused)
+        self._keep_gate_head(published.version, head, model.encoder_key())
         return BatchOutcome(
             "published",
             published.version,
@@ -613,6 +614,7 @@ class EdgeNode:
             decision.reason,
             added,
             metrics,
+            served_at,
         )
 
     # --- learning: from the fleet --------------------------------------------------------------
@@ -687,15 +689,7 @@ class EdgeNode:
             head, None, [], extra, more={"fleet_prior": prior.version}, memory_vectors=vectors
         )
         reason = f"fleet prior v{prior.version} ({len(prior.contributors)} nodes): {outcome.reason}"
-        return BatchOutcome(
-            outcome.status,
-            outcome.version,
-            outcome.candidate,
-            outcome.parent,
-            reason,
-            outcome.labels_added,
-            outcome.metrics,
-        )
+        return dataclasses.replace(outcome, reason=reason)
 
     # --- learning: the slow path --------------------------------------------------------------
     def begin_consolidation(self) -> Consolidation | None:

@@ -144,8 +144,8 @@ def run_edge_learner(
                 [LabelledText(f"e{seen + j}", e.text, e.label) for j, e in enumerate(batch)],
             )
             decisions.append(time.perf_counter() - started)
-            if out.status == "published":  # the labels now change what the node serves
-                to_serving.append(decisions[-1])
+            if out.served_at is not None:  # the labels now change what the node serves
+                to_serving.append(out.served_at - started)
             statuses[out.status] = statuses.get(out.status, 0) + 1
             if node.consolidation_due():
                 started = time.perf_counter()
