@@ -453,7 +453,7 @@ class EdgeNode:
         else:
             self.refit_seconds.append(time.perf_counter() - started)
             extra = {"refit_seconds": self.refit_seconds[-1]}
-            outcome = self._decide(candidate, None, ids, extra, memory_vectors=vectors)
+            outcome = self._decide(candidate, None, ids, extra, vectors)
         self._save_memory(holdout=bool(held))
         self._remember(ids)
         return outcome
@@ -529,14 +529,14 @@ class EdgeNode:
         encoder: EndModel | None,
         batch_ids: list[str],
         extra: dict[str, float],
+        memory_vectors: Array,
         holdout_vectors: Array | None = None,
         more: dict[str, Any] | None = None,
-        memory_vectors: Array | None = None,
     ) -> BatchOutcome:
         """Gate ``head`` (served by ``encoder``, or by the serving encoder when None) and
-        publish it if accepted. ``holdout_vectors`` and ``memory_vectors``: the held-out
-        set and the memory under ``encoder`` (None: the cached ones); ``more``: manifest
-        entries beside the usual ones.
+        publish it if accepted. ``memory_vectors`` and ``holdout_vectors``: the memory
+        and the held-out set under ``encoder`` (held-out None: the cached ones); ``more``:
+        manifest entries beside the usual ones.
 
         The gate compares heads fitted on the memory alone, so the held-out examples
         judge them fairly; what is published and served is the accepted head refitted on
@@ -569,7 +569,7 @@ class EdgeNode:
         model = encoder or self.serving
         served = self._with_holdout(
             head,
-            self.memory.vectors() if memory_vectors is None else memory_vectors,
+            memory_vectors,
             serving_vectors if holdout_vectors is None else holdout_vectors,
             same_encoder=encoder is None,
         )
@@ -685,9 +685,7 @@ class EdgeNode:
             "borrowed_intents": float(len(new) + len(stale)),
             "refit_seconds": time.perf_counter() - started,
         }
-        outcome = self._decide(
-            head, None, [], extra, more={"fleet_prior": prior.version}, memory_vectors=vectors
-        )
+        outcome = self._decide(head, None, [], extra, vectors, more={"fleet_prior": prior.version})
         reason = f"fleet prior v{prior.version} ({len(prior.contributors)} nodes): {outcome.reason}"
         return dataclasses.replace(outcome, reason=reason)
 
@@ -736,7 +734,7 @@ class EdgeNode:
                 "loss_first": job.report.loss_first,
                 "loss_last": job.report.loss_last,
             }
-            outcome = self._decide(head, job.model, [], extra, holdout, memory_vectors=memory)
+            outcome = self._decide(head, job.model, [], extra, memory, holdout)
             if outcome.status == "published":
                 key = job.model.encoder_key()
                 self.memory.set_vectors(memory, key)

@@ -151,8 +151,12 @@ class ExampleMemory:
 
     def vectors(self) -> Array:
         """Every kept example's embedding, one row each, in :meth:`examples`' order."""
+        return self._stacked(np.float32)
+
+    def _stacked(self, dtype: Any) -> Array:
+        """The kept embeddings as one ``dtype`` array, converted in one copy."""
         rows = [v for intent in self._intents.values() for v in intent.vectors]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.dim), np.float32)
+        return np.array(rows, dtype=dtype) if rows else np.zeros((0, self.dim), dtype)
 
     def set_vectors(self, vectors: Array, key: str) -> None:
         """Replace every embedding (in :meth:`examples`' order) with one encoder's, ``key``."""
@@ -176,7 +180,7 @@ class ExampleMemory:
             ids=np.array(ids, dtype=str),
             texts=np.array(texts, dtype=str),
             labels=np.array(labels, dtype=str),
-            vectors=self.vectors().astype(STORED),
+            vectors=self._stacked(STORED),  # as held: no round trip through float32
             intents=np.array(names, dtype=str),
             seen=np.array([self._intents[n].seen for n in names], dtype=np.int64),
             key=np.array(self.key),
