@@ -199,7 +199,7 @@ class Settings:
     # --- Feedback and batching ------------------------------------------------------------------
     batch_size: int = _doc(32, "Labelled examples per training batch.")
     batch_max_age_s: float = _doc(
-        2.0,
+        1.0,
         "A non-empty batch older than this is flushed anyway (the learner's fast path learns "
         "a small batch in a fraction of a second, so a label need not wait for 31 others).",
     )

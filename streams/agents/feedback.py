@@ -290,7 +290,8 @@ def register(ctx: Context) -> None:
                 # learners.feedback_ledger).
                 await store.commit()
 
-    @ctx.app.timer(interval=1.0)
+    # often enough that a batch closes within a quarter of its age bound of coming due
+    @ctx.app.timer(interval=min(1.0, s.batch_max_age_s / 4))
     async def tick() -> None:
         if not store.ready:
             return

@@ -326,11 +326,11 @@ def test_training_is_deterministic_given_a_seed(tiny_encoder: Path) -> None:
 
 
 def test_the_gate_is_the_nodes_own(tiny_encoder: Path, tmp_path: Path) -> None:
-    """A gate that tolerates no change at all rejects any candidate that changes a
-    held-out answer; the node keeps serving its version."""
+    """A gate that tolerates nothing (no drop, not even a better score, and no example
+    counted as noise) rejects every candidate; the node keeps serving its version."""
     node = corrupting_node(tiny_encoder, tmp_path)
     node.corrupt = False
-    node.options = options(tiny_encoder, gate=EvalGate(tolerance=-1.0))
+    node.options = options(tiny_encoder, gate=EvalGate(tolerance=-1.0, min_lost=-(10**9)))
     out = node.apply_batch("b1", batch("x", "track"))
     assert out.status == "rejected" and node.version == 1
 
