@@ -290,7 +290,7 @@ def register(ctx: Context) -> None:
                 # learners.feedback_ledger).
                 await store.commit()
 
-    # often enough that a batch closes within a quarter of its age bound of coming due
+    # a batch due by age closes at most a quarter of ECC_BATCH_MAX_AGE_S (and 1 s) late
     @ctx.app.timer(interval=min(1.0, s.batch_max_age_s / 4))
     async def tick() -> None:
         if not store.ready:
