@@ -156,6 +156,44 @@ def test_the_served_head_learns_the_held_out_examples_the_gate_compares_without_
     )
 
 
+class WatchedRefitNode(EdgeNode):
+    """Records what the node answers with while its held-out refit runs; can fail it."""
+
+    fail = False
+    seen: tuple[np.ndarray, int] | None = None  # type: ignore[type-arg]
+
+    def _with_holdout(self, head: _Head, *args: object, **kwargs: object) -> _Head:
+        _, version = self.predict(["where is my parcel"])
+        self.seen = (self.serving.head_logits()[0].copy(), version)
+        if self.fail:
+            raise OSError("disk full")
+        return super()._with_holdout(head, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_accepted_head_answers_while_its_held_out_refit_runs(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    reg = AdapterRegistry(tmp_path / "adapters")
+    opts = options(tiny_encoder, holdout_every=2, gate=LENIENT)
+    EdgeNode.bootstrap("n1", reg, tmp_path, SEED_TEXTS, SEED_LABELS, opts)
+    node = WatchedRefitNode("n1", reg, tmp_path, opts)
+    out = node.apply_batch("b1", batch("gift", "gift_card_balance", n=8))
+    assert out.status == "published" and out.version == 2 and node.seen is not None
+    during, version = node.seen
+    # the gate-accepted (memory-only) head, under the number of the version before it
+    assert version == 1 and np.allclose(during, node._gated_serving_head().weight, atol=1e-5)
+    assert out.served_at is not None and node.version == 2
+    before = node.serving.head_logits()[0].copy()
+    node.fail = True  # the refit fails: nothing is published, the version's head is back
+    with pytest.raises(OSError, match="disk full"):
+        node.apply_batch("b2", batch("gift2", "gift_card_balance", n=8))
+    assert node.version == 2 and reg.current("n1").version == 2  # type: ignore[union-attr]
+    assert np.allclose(node.serving.head_logits()[0], before, atol=1e-5)
+    assert not np.allclose(
+        node.seen[0], before, atol=1e-3
+    )  # (it did answer with another meanwhile)
+
+
 class CorruptingNode(EdgeNode):
     """Refits, then scrambles the head: a candidate the gate must never let serve."""
 
