@@ -6,6 +6,7 @@ hub downloads are not possible here, and an edge node must not depend on them an
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,12 @@ def resolve_encoder_path(path: str | Path | None) -> Path:
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} is not a transformers model folder (no config.json)")
     return folder
+
+
+def encoder_layer_count(path: str | Path | None) -> int:
+    """How many transformer layers the model in ``path`` has (read from its config only)."""
+    config = json.loads((resolve_encoder_path(path) / "config.json").read_text())
+    return int(config["num_hidden_layers"])
 
 
 def load_encoder(path: str | Path | None) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:

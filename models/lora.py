@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from models.compute import autocast, resolve_precision, store_frozen_linears
-from models.encoder import load_encoder, mean_pool, resolve_encoder_path
+from models.encoder import encoder_layer_count, load_encoder, mean_pool, resolve_encoder_path
 from models.options import LENGTH_BUCKET, POOL_LAYERS, LoraOptions
 
 PEFT_PREFIX = "base_model.model."
@@ -252,7 +252,12 @@ class SharedEncoder:
         targets: Sequence[str],
         pool_layers: int = POOL_LAYERS,
     ) -> SharedEncoder:
-        key = (str(resolve_encoder_path(path)), max_length, precision, tuple(targets), pool_layers)
+        folder = resolve_encoder_path(path)
+        # keyed by what the settings mean, so "auto" and the dtype it resolves to, or more
+        # pooled layers than the model has, share one encoder
+        layers = min(pool_layers, encoder_layer_count(folder))
+        dtype = str(resolve_precision(precision))
+        key = (str(folder), max_length, dtype, tuple(targets), layers)
         with cls._instances_lock:
             if key not in cls._instances:
                 cls._instances[key] = cls(path, max_length, precision, targets, pool_layers)

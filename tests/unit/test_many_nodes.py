@@ -12,6 +12,7 @@ import torch
 
 from learners.edge_node import EdgeNode
 from learners.resident import ResidentNodes
+from models.encoder import encoder_layer_count
 from models.end_model import EndModel
 from models.lora import LoraAdapter, SharedEncoder
 from models.registry import AdapterRegistry
@@ -179,6 +180,10 @@ def test_shared_encoders_are_one_per_folder_and_settings(tiny_encoder: Path) -> 
     one = SharedEncoder.shared(tiny_encoder, 16, "float32", ("query", "value"))
     assert one is SharedEncoder.shared(tiny_encoder, 16, "float32", ("query", "value"))
     assert one is not SharedEncoder.shared(tiny_encoder, 16, "float32", ("query",))
+    layers = encoder_layer_count(tiny_encoder)
+    pooled = SharedEncoder.shared(tiny_encoder, 16, "float32", ("query",), layers)
+    assert pooled.pool_layers == layers
+    assert pooled is SharedEncoder.shared(tiny_encoder, 16, "float32", ("query",), layers + 3)
     with pytest.raises(ValueError, match="no Linear module"):
         SharedEncoder(tiny_encoder, 16, "float32", ("nothing",))
     with pytest.raises(ValueError, match="2 adapters for 3 texts"):
