@@ -46,7 +46,7 @@ import numpy as np
 from learners.fleet.aggregator import COUNTS
 from learners.fleet.prior import FleetPrior
 from learners.gate import Scores
-from learners.head_fit import fit_softmax
+from learners.head_fit import fit_softmax, layer_prior
 from learners.holdout import HoldoutRouter
 from learners.memory import ExampleMemory
 from learners.options import EdgeOptions
@@ -227,7 +227,9 @@ class EdgeNode:
             warm = (weight0, bias0.astype(np.float32))
             # each row held near the prior's as firmly as the fleet's examples behind it
             strength = np.array([1.0 + prior.counts.get(y, 0) for y in order])
-        weight, bias = _fit(vectors, labels, order, options, warm, strength if warm else None)
+        weight, bias = _fit(
+            vectors, labels, order, options, warm, strength if warm else None, model.pool_layers
+        )
         model.set_head_logits(weight, bias, order)
         per_label = Counter(labels)
         seeds = {y: per_label[y] for y in order}
@@ -473,7 +475,15 @@ class EdgeNode:
             warm = _Head(*warm.head_logits(), list(warm.labels))
         _, _, labels = self.memory.examples()
         order = list(warm.labels) + [y for y in self.memory.labels() if y not in warm.labels]
-        weight, bias = _fit(vectors, labels, order, self.options, (warm.weight, warm.bias))
+        weight, bias = _fit(
+            vectors,
+            labels,
+            order,
+            self.options,
+            (warm.weight, warm.bias),
+            None,
+            self.serving.pool_layers,
+        )
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise TrainingGuardError("the head's weights became NaN or infinite: not applied")
         return _Head(weight, bias, order)
@@ -498,7 +508,15 @@ class EdgeNode:
                 if y in served:
                     weight[i], bias[i] = warm.weight[served[y]], warm.bias[served[y]]
         vectors = np.concatenate([memory_vectors, holdout_vectors])
-        weight, bias = _fit(vectors, [*labels, *held], head.labels, self.options, (weight, bias))
+        weight, bias = _fit(
+            vectors,
+            [*labels, *held],
+            head.labels,
+            self.options,
+            (weight, bias),
+            None,
+            self.serving.pool_layers,
+        )
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             return head
         return _Head(weight, bias, head.labels)
@@ -852,11 +870,13 @@ def _fit(
     options: EdgeOptions,
     warm: tuple[Array, Array] | None,
     center: Array | None = None,
+    layers: int = 1,
 ) -> tuple[Array, Array]:
     """The head over ``order`` fitted to ``vectors``/``labels``; the rows of labels without
     an example keep their ``warm`` values (borrowed from the fleet); with ``center`` (a
     weight per row) the penalty pulls towards ``warm`` rather than zero (a start from a
-    fleet prior)."""
+    fleet prior). ``layers``: the pooled layers ``vectors`` are made of (the penalty's
+    layer prior, :attr:`EdgeOptions.early_layers_weight`)."""
     index = {y: i for i, y in enumerate(order)}
     y = np.array([index[lab] for lab in labels], dtype=np.int64)
     present = set(labels)
@@ -872,6 +892,7 @@ def _fit(
         frozen=frozen if frozen is not None and frozen.any() else None,
         center=warm[0] if center is not None and warm is not None else None,
         center_weight=center,
+        column_penalty=layer_prior(vectors.shape[1], layers, options.early_layers_weight),
     )
 
 

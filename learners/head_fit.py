@@ -38,6 +38,7 @@ def fit_softmax(
     frozen: Array | None = None,
     center: Array | None = None,
     center_weight: Array | None = None,
+    column_penalty: Array | None = None,
 ) -> tuple[Array, Array]:
     """Logit weights ``(W, b)`` (``logits = x @ W.T + b``) of the regularised fit.
 
@@ -54,7 +55,9 @@ def fit_softmax(
     ``center`` moves the L2 penalty's centre from zero to those weights, each row's
     penalty multiplied by ``center_weight`` (a prior: a node started from the fleet's head
     keeps near it where its own few examples say little; the weight is how many examples
-    stood behind the row). Deterministic: no randomness, the same inputs give the same weights.
+    stood behind the row). ``column_penalty`` multiplies each feature's penalty (one
+    factor per column: :func:`layer_prior`). Deterministic: no randomness, the same inputs
+    give the same weights.
     """
     if c <= 0:
         raise ValueError("c must be > 0")
@@ -91,17 +94,44 @@ def fit_softmax(
         line_search_fn="strong_wolfe",
     )
 
+    columns = None
+    if column_penalty is not None:
+        columns = torch.from_numpy(np.asarray(column_penalty, dtype=np.float32))
+
     def closure() -> torch.Tensor:
         opt.zero_grad()
         ce = torch.nn.functional.cross_entropy(xt @ w.T + b, yt)
         d = w if c0 is None else w - c0
-        squares = (d * d).sum() if weights is None else ((d * d).sum(1) * weights).sum()
+        dd = d * d if columns is None else d * d * columns
+        squares = dd.sum() if weights is None else (dd.sum(1) * weights).sum()
         loss = ce + penalty * squares
         loss.backward()
         return loss
 
     opt.step(closure)
     return w.detach().numpy().copy(), b.detach().numpy().copy()
+
+
+def layer_prior(dim: int, layers: int, weight: float) -> Array | None:
+    """Per-column penalty factors over features made of ``layers`` equal blocks (the
+    pooled layers, the last one last) that make the fit the one over those features with
+    every block but the last scaled by ``weight`` and the whole renormalised to unit length:
+    below 1, a head learnt from a few labels leans on the last layer (the sentence
+    embedding), one learnt from many uses them all. None where it changes nothing.
+
+    >>> layer_prior(6, 3, 0.5).round(3).tolist()
+    [2.0, 2.0, 2.0, 2.0, 0.5, 0.5]
+    """
+    if layers <= 1 or weight == 1.0:
+        return None
+    if not 0.0 < weight <= 1.0:
+        raise ValueError(f"the earlier layers' weight must be in (0, 1], not {weight}")
+    if dim % layers:
+        raise ValueError(f"{dim} features are not {layers} equal blocks")
+    scale = layers / ((layers - 1) * weight * weight + 1.0)  # the renormalisation, squared
+    factors = np.full(dim, 1.0 / (scale * weight * weight), np.float32)
+    factors[dim - dim // layers :] = 1.0 / scale
+    return factors
 
 
 def _within(grad: torch.Tensor, free: torch.Tensor) -> torch.Tensor:

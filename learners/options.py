@@ -42,6 +42,11 @@ class EdgeOptions:
     """Number format of the forward passes (:data:`models.options.PRECISION`)."""
     pool_layers: int = POOL_LAYERS
     """Encoder layers the head reads (:data:`models.options.POOL_LAYERS`)."""
+    early_layers_weight: float = 1.0
+    """The head's L2 penalty as if every pooled layer but the last were scaled by this
+    (and the features renormalised; :func:`learners.head_fit.layer_prior`): below 1, a head
+    fitted on a few labels leans on the sentence embedding, one fitted on thousands reads
+    every layer. 1: all layers alike."""
     train: TrainOptions = TrainOptions()
     holdout_every: int = 5
     """Every n-th labelled example (by a hash of its id) is held out for the gate."""

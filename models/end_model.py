@@ -101,6 +101,11 @@ class EndModel:
         return int(self.head.weight.shape[1])
 
     @property
+    def pool_layers(self) -> int:
+        """Encoder layers the features are pooled from (the model's, clipped)."""
+        return self.encoder.pool_layers
+
+    @property
     def encoder_path(self) -> Path:
         return self.encoder.path
 

@@ -124,6 +124,12 @@ class Settings:
         "sentence embedding alone; more than the encoder has: all). Changing it re-embeds "
         "each node's example memory; versions made under another value no longer load.",
     )
+    early_layers_weight: float = _doc(
+        EdgeOptions.early_layers_weight,
+        "Weight of the earlier pooled layers against the last in the head's L2 penalty "
+        "(in (0, 1]; below 1 a head fitted on a few labels leans on the sentence "
+        "embedding, one fitted on many reads every layer). Changes no stored version.",
+    )
     lora_r: int = _doc(LoraOptions.r, "LoRA rank.")
     lora_alpha: int = _doc(LoraOptions.alpha, "LoRA alpha.")
     lora_targets: str = _doc(
@@ -296,6 +302,10 @@ class Settings:
             )
         if self.fleet_interval_s <= 0:
             raise ValueError(f"{ENV_PREFIX}FLEET_INTERVAL_S={self.fleet_interval_s}: above 0")
+        if not 0.0 < self.early_layers_weight <= 1.0:
+            raise ValueError(
+                f"{ENV_PREFIX}EARLY_LAYERS_WEIGHT={self.early_layers_weight}: in (0, 1]"
+            )
         if self.pool_layers < 1:
             raise ValueError(f"{ENV_PREFIX}POOL_LAYERS={self.pool_layers}: 1 or more")
 
@@ -334,6 +344,7 @@ class Settings:
             max_length=self.max_length,
             precision=self.model_precision,
             pool_layers=self.pool_layers,
+            early_layers_weight=self.early_layers_weight,
             train=TrainOptions(
                 learning_rate=self.learning_rate,
                 steps=self.consolidate_steps,
