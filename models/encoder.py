@@ -6,6 +6,7 @@ hub downloads are not possible here, and an edge node must not depend on them an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,9 +37,10 @@ def resolve_encoder_path(path: str | Path | None) -> Path:
     return folder
 
 
-def encoder_layer_count(path: str | Path | None) -> int:
-    """How many transformer layers the model in ``path`` has (read from its config only)."""
-    config = json.loads((resolve_encoder_path(path) / "config.json").read_text())
+@functools.cache
+def encoder_layer_count(folder: Path) -> int:
+    """How many transformer layers the model in ``folder`` has (its config, read once)."""
+    config = json.loads((folder / "config.json").read_text())
     return int(config["num_hidden_layers"])
 
 

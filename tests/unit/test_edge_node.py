@@ -144,7 +144,9 @@ def test_the_served_head_learns_the_held_out_examples_the_gate_compares_without_
     _, _, held = node.holdout.examples()
     vectors = np.concatenate([node.memory.vectors(), node.holdout.vectors()])
     served, _ = node.serving.head_logits()
-    refit, _ = _fit(vectors, [*kept, *held], gated.labels, node.options, (gated.weight, gated.bias))
+    start = (gated.weight, gated.bias)
+    layers = node.serving.pool_layers
+    refit, _ = _fit(vectors, [*kept, *held], gated.labels, node.options, start, layers=layers)
     # one optimum, reached from two starts (to the fit's tolerance), and not the gate's
     assert np.abs(served - gated.weight).max() > 10 * np.abs(served - refit).max()
     restarted = EdgeNode("n1", node.registry, tmp_path, node.options)
