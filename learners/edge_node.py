@@ -46,7 +46,7 @@ import numpy as np
 from learners.fleet.aggregator import COUNTS
 from learners.fleet.prior import FleetPrior
 from learners.gate import Scores
-from learners.head_fit import fit_softmax, layer_prior
+from learners.head_fit import fit_softmax, row_layer_prior
 from learners.holdout import HoldoutRouter
 from learners.memory import ExampleMemory
 from learners.options import EdgeOptions
@@ -866,7 +866,7 @@ def _fit(
     an example keep their ``warm`` values (borrowed from the fleet); with ``center`` (a
     weight per row) the penalty pulls towards ``warm`` rather than zero (a start from a
     fleet prior). ``layers``: the pooled layers ``vectors`` are made of (the penalty's
-    layer prior, :attr:`EdgeOptions.early_layers_weight`)."""
+    layer prior, :attr:`EdgeOptions.early_layers_weight`, rising with each row's examples)."""
     index = {y: i for i, y in enumerate(order)}
     y = np.array([index[lab] for lab in labels], dtype=np.int64)
     present = set(labels)
@@ -882,7 +882,13 @@ def _fit(
         frozen=frozen if frozen is not None and frozen.any() else None,
         center=warm[0] if center is not None and warm is not None else None,
         center_weight=center,
-        column_penalty=layer_prior(vectors.shape[1], layers, options.early_layers_weight),
+        column_penalty=row_layer_prior(
+            vectors.shape[1],
+            layers,
+            np.bincount(y, minlength=len(order)),
+            options.early_layers_weight,
+            options.early_layers_full_at,
+        ),
     )
 
 

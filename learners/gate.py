@@ -8,7 +8,9 @@ Each step's tolerance alone would let an old intent erode a little per update, w
 end. So the candidate is also held against the node's *first* version on the same held-out
 examples: over the intents that version knew, its accuracy may not be more than
 ``cumulative_tolerance`` below the first's, nor any such intent (with ``min_support``)
-more than ``cumulative_intent_tolerance`` below.
+more than ``cumulative_intent_tolerance`` below (as far as one step may go: 2 of 8
+held-out examples; at 0.2 the learner bench on BANKING77 had a candidate refused 12 times
+in a row for 2 of 8 held-out examples that its first version answered and it did not).
 
 An overall drop of fewer than ``min_lost`` held-out examples is never a regression: on the
 handful a young node holds out, one ambiguous example answered differently is noise, and a
@@ -20,6 +22,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+EPSILON = 1e-9
+"""Slack in every comparison of a drop with its tolerance: 0.9 - 0.7 is above 0.2 in floats, and
+a candidate that lost exactly the tolerance (2 of 10) was refused."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class EvalGate:
     min_holdout: int = 1
     min_lost: int = 2
     cumulative_tolerance: float = 0.02
-    cumulative_intent_tolerance: float = 0.2
+    cumulative_intent_tolerance: float = 0.25
 
     def decide(self, before: Scores, after: Scores, first: Scores | None = None) -> GateDecision:
         """Accept or reject ``after`` (the candidate) against ``before`` (serving) and, when
@@ -100,7 +106,7 @@ class EvalGate:
         n = sum(first.support[i] for i in known)
         then = sum(first.per_intent[i] * first.support[i] for i in known) / n
         now = sum(after.per_intent.get(i, 0.0) * first.support[i] for i in known) / n
-        if then - now > self.cumulative_tolerance and self._lost(then - now, n):
+        if then - now > self.cumulative_tolerance + EPSILON and self._lost(then - now, n):
             return (
                 f"accuracy on the first version's intents fell {then:.3f} -> {now:.3f} since "
                 f"the first version (cumulative tolerance {self.cumulative_tolerance:.3f})"
@@ -109,7 +115,7 @@ class EvalGate:
             if first.support[intent] < self.min_support:
                 continue
             old, acc = first.per_intent[intent], after.per_intent.get(intent, 0.0)
-            if old - acc > self.cumulative_intent_tolerance:
+            if old - acc > self.cumulative_intent_tolerance + EPSILON:
                 return (
                     f"intent {intent!r} fell {old:.2f} -> {acc:.2f} since the first version "
                     f"(cumulative tolerance {self.cumulative_intent_tolerance:.2f})"
@@ -130,7 +136,7 @@ class EvalGate:
         if before.accuracy != before.accuracy or after.accuracy != after.accuracy:  # NaN: no data
             return GateDecision(True, "no held-out examples yet: accepted unchecked", before, after)
         drop = before.accuracy - after.accuracy
-        if drop > self.tolerance and self._lost(drop, n):
+        if drop > self.tolerance + EPSILON and self._lost(drop, n):
             return GateDecision(
                 False,
                 f"held-out accuracy fell {before.accuracy:.3f} -> {after.accuracy:.3f} "
@@ -142,7 +148,7 @@ class EvalGate:
             old = before.per_intent.get(intent)
             if old is None or after.support.get(intent, 0) < self.min_support:
                 continue
-            if old - acc > self.intent_tolerance:
+            if old - acc > self.intent_tolerance + EPSILON:
                 return GateDecision(
                     False,
                     f"intent {intent!r} fell {old:.2f} -> {acc:.2f} "

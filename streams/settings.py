@@ -126,9 +126,16 @@ class Settings:
     )
     early_layers_weight: float = _doc(
         EdgeOptions.early_layers_weight,
-        "Weight of the earlier pooled layers against the last in the head's L2 penalty "
-        "(in (0, 1]; below 1 a head fitted on a few labels leans on the sentence "
-        "embedding, one fitted on many reads every layer). Changes no stored version.",
+        "Weight of the earlier pooled layers against the last in the head's L2 penalty, in "
+        "the row of an intent with few examples (in (0, 1]; low: a head fitted on a few "
+        "labels leans on the sentence embedding; 1: all layers alike, the prior off). "
+        "Changes no stored version.",
+    )
+    early_layers_full_at: int = _doc(
+        EdgeOptions.early_layers_full_at,
+        "Examples of an intent at which its head row weighs every pooled layer alike (the "
+        "weight rises linearly to it from ECC_EARLY_LAYERS_WEIGHT); 0: every row at "
+        "ECC_EARLY_LAYERS_WEIGHT.",
     )
     lora_r: int = _doc(LoraOptions.r, "LoRA rank.")
     lora_alpha: int = _doc(LoraOptions.alpha, "LoRA alpha.")
@@ -290,6 +297,7 @@ class Settings:
             "resident_nodes",
             "resident_mib",
             "learning_nodes",
+            "early_layers_full_at",
             "fleet_clip",
             "fleet_noise",
         ):
@@ -345,6 +353,7 @@ class Settings:
             precision=self.model_precision,
             pool_layers=self.pool_layers,
             early_layers_weight=self.early_layers_weight,
+            early_layers_full_at=self.early_layers_full_at,
             train=TrainOptions(
                 learning_rate=self.learning_rate,
                 steps=self.consolidate_steps,

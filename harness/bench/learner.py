@@ -129,6 +129,7 @@ def run_edge_learner(
         to_serving: list[float] = []
         consolidations: list[float] = []
         statuses: dict[str, int] = {}
+        rejections: list[str] = []
         mid_pred: list[str] = []
         seen = hits = 0
         batches = _batches(plan.stream, o.batch_size)
@@ -147,6 +148,8 @@ def run_edge_learner(
             if out.served_at is not None:  # the labels now change what the node serves
                 to_serving.append(out.served_at - started)
             statuses[out.status] = statuses.get(out.status, 0) + 1
+            if out.status == "rejected":
+                rejections.append(f"b{i}: {out.reason}")
             if node.consolidation_due():
                 started = time.perf_counter()
                 slow = node.consolidate()
@@ -185,6 +188,7 @@ def run_edge_learner(
                 "group_a_accuracy_at_end": _subset_acc(plan.test, end_pred, a),
             },
             "updates": statuses,
+            "rejections": rejections,
             "versions": node.version,
             "lora_ablation": ablation,
             "setup": {

@@ -68,3 +68,17 @@ def test_new_intents_do_not_count_against_the_first_version() -> None:
     first = Scores(0.5, {"old": 1.0, "new": 0.0}, support)
     after = Scores(1.0, {"old": 1.0, "new": 1.0}, support)
     assert EvalGate().decide(first, after, first).accept
+
+
+def test_a_drop_of_exactly_the_tolerance_is_accepted() -> None:
+    """0.9 - 0.7 is above 0.2 in floats; losing exactly the tolerance is within it."""
+    gate = EvalGate(
+        tolerance=0.05, intent_tolerance=0.2, cumulative_intent_tolerance=0.2, min_support=10
+    )
+    truth = ["a"] * 10 + ["b"] * 90
+    first = Scores.of(truth, ["a"] * 9 + ["b"] + ["b"] * 90)
+    after = Scores.of(truth, ["a"] * 7 + ["b"] * 3 + ["b"] * 90)
+    assert gate.decide(first, after, first).accept
+    worse = Scores.of(truth, ["a"] * 6 + ["b"] * 4 + ["b"] * 90)
+    decision = gate.decide(first, worse, first)
+    assert not decision.accept and "'a' fell 0.90 -> 0.60" in decision.reason
