@@ -155,7 +155,8 @@ def row_layer_prior(
     if full_at <= 0 or flat is None:
         return flat
     rows = np.ones((len(counts), dim), np.float32)
-    for row, w in zip(rows, np.clip(np.asarray(counts, np.float64) / full_at, weight, 1.0)):
+    weights = np.clip(np.asarray(counts, np.float64) / full_at, weight, 1.0)
+    for row, w in zip(rows, weights, strict=True):
         factors = layer_prior(dim, layers, float(w))
         if factors is not None:
             row[:] = factors
