@@ -23,9 +23,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-EPSILON = 1e-9
-"""Slack in every comparison of a drop with its tolerance: 0.9 - 0.7 is above 0.2 in floats, and
-a candidate that lost exactly the tolerance (2 of 10) was refused."""
+
+def _beyond(drop: float, tolerance: float) -> bool:
+    """Whether ``drop`` exceeds ``tolerance``, with slack for floats: 0.9 - 0.7 is above 0.2
+    in floats, and a candidate that lost exactly the tolerance (2 of 10) was refused."""
+    return drop > tolerance + 1e-9
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class EvalGate:
         n = sum(first.support[i] for i in known)
         then = sum(first.per_intent[i] * first.support[i] for i in known) / n
         now = sum(after.per_intent.get(i, 0.0) * first.support[i] for i in known) / n
-        if then - now > self.cumulative_tolerance + EPSILON and self._lost(then - now, n):
+        if _beyond(then - now, self.cumulative_tolerance) and self._lost(then - now, n):
             return (
                 f"accuracy on the first version's intents fell {then:.3f} -> {now:.3f} since "
                 f"the first version (cumulative tolerance {self.cumulative_tolerance:.3f})"
@@ -115,7 +117,7 @@ class EvalGate:
             if first.support[intent] < self.min_support:
                 continue
             old, acc = first.per_intent[intent], after.per_intent.get(intent, 0.0)
-            if old - acc > self.cumulative_intent_tolerance + EPSILON:
+            if _beyond(old - acc, self.cumulative_intent_tolerance):
                 return (
                     f"intent {intent!r} fell {old:.2f} -> {acc:.2f} since the first version "
                     f"(cumulative tolerance {self.cumulative_intent_tolerance:.2f})"
@@ -136,7 +138,7 @@ class EvalGate:
         if before.accuracy != before.accuracy or after.accuracy != after.accuracy:  # NaN: no data
             return GateDecision(True, "no held-out examples yet: accepted unchecked", before, after)
         drop = before.accuracy - after.accuracy
-        if drop > self.tolerance + EPSILON and self._lost(drop, n):
+        if _beyond(drop, self.tolerance) and self._lost(drop, n):
             return GateDecision(
                 False,
                 f"held-out accuracy fell {before.accuracy:.3f} -> {after.accuracy:.3f} "
@@ -148,7 +150,7 @@ class EvalGate:
             old = before.per_intent.get(intent)
             if old is None or after.support.get(intent, 0) < self.min_support:
                 continue
-            if old - acc > self.intent_tolerance + EPSILON:
+            if _beyond(old - acc, self.intent_tolerance):
                 return GateDecision(
                     False,
                     f"intent {intent!r} fell {old:.2f} -> {acc:.2f} "
@@ -156,6 +158,6 @@ class EvalGate:
                     before,
                     after,
                 )
-        noise = " (within noise)" if drop > self.tolerance else ""
+        noise = " (within noise)" if _beyond(drop, self.tolerance) else ""
         reason = f"held-out accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}{noise}"
         return GateDecision(True, reason, before, after)

@@ -132,10 +132,7 @@ def layer_prior(dim: int, layers: int, weight: float) -> Array | None:
         raise ValueError(f"the earlier layers' weight must be in (0, 1], not {weight}")
     if dim % layers:
         raise ValueError(f"{dim} features are not {layers} equal blocks")
-    scale = layers / ((layers - 1) * weight * weight + 1.0)  # the renormalisation, squared
-    factors = np.full(dim, 1.0 / (scale * weight * weight), np.float32)
-    factors[dim - dim // layers :] = 1.0 / scale
-    return factors
+    return _prior_rows(dim, layers, np.array([weight]))[0]
 
 
 def row_layer_prior(
@@ -154,13 +151,17 @@ def row_layer_prior(
     flat = layer_prior(dim, layers, weight)
     if full_at <= 0 or flat is None:
         return flat
-    rows = np.ones((len(counts), dim), np.float32)
-    weights = np.clip(np.asarray(counts, np.float64) / full_at, weight, 1.0)
-    for row, w in zip(rows, weights, strict=True):
-        factors = layer_prior(dim, layers, float(w))
-        if factors is not None:
-            row[:] = factors
-    return rows
+    return _prior_rows(dim, layers, np.clip(np.asarray(counts, np.float64) / full_at, weight, 1.0))
+
+
+def _prior_rows(dim: int, layers: int, weights: Array) -> Array:
+    """:func:`layer_prior`'s factors, one row per weight in ``weights`` (each in (0, 1];
+    1 gives ones)."""
+    w2 = weights[:, None] ** 2
+    scale = layers / ((layers - 1) * w2 + 1.0)  # the renormalisation, squared
+    factors = np.repeat(1.0 / (scale * w2), dim, axis=1)
+    factors[:, dim - dim // layers :] = 1.0 / scale
+    return factors.astype(np.float32)
 
 
 def _within(
